@@ -1,0 +1,1 @@
+"""prodml KFP components: ingest, validate, transform, train, evaluate, push, deploy."""

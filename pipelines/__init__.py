@@ -1,0 +1,1 @@
+"""prodml pipelines and the prodml command line."""

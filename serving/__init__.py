@@ -1,0 +1,1 @@
+"""prodml serving: a KServe predictor for pushed models (serving environment)."""
