@@ -1,1 +1,180 @@
-def main(): print("ok")
+"""The ``prodml`` command: run, compile, inspect lineage, serve."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+from prodml.components.common.errors import ConfigError, ProdmlError
+
+SERVING_PYTHON_ENV = "PRODML_SERVING_PYTHON"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ["PRODML_VERBOSE"] = "1"
+    try:
+        return args.handler(args) or 0
+    except ProdmlError as e:
+        if os.environ.get("PRODML_VERBOSE"):
+            raise
+        print(f"prodml: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("prodml: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prodml", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a pipeline locally through kfp.local")
+    run_what = run.add_subparsers(dest="pipeline", required=True)
+    training = run_what.add_parser("training", help="ingest → validate → transform → train → evaluate → push")
+    training.add_argument("--data", required=True, help="CSV or Parquet file, folder or glob (path or gfile URI)")
+    training.add_argument("--label", required=True, help="label column")
+    training.add_argument("--model-name", required=True, help="registry model name (a DNS-1123 label)")
+    training.add_argument("--problem", default="auto", choices=["auto", "binary", "multiclass", "regression"])
+    training.add_argument("--preprocessing", default="", help="Python file defining preprocessing_fn")
+    training.add_argument("--trainer", default="", help="Python file defining run_fn")
+    training.add_argument("--drop-columns", default="", help="comma-separated columns to leave out")
+    training.add_argument("--schema", default="", help="schema.pbtxt to validate against instead of inferring")
+    training.add_argument("--baseline-statistics", default="", help="a previous run's statistics, for drift")
+    training.add_argument("--slice-feature", default="", help="raw feature to slice eval metrics by")
+    training.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
+                          help="absolute blessing bound, e.g. auc=0.9 (repeatable)")
+    training.add_argument("--tolerance", type=float, default=0.01,
+                          help="how far the candidate may fall behind the pushed model")
+    training.add_argument("--epochs", type=int, default=10)
+    training.add_argument("--seed", type=int, default=42)
+    training.add_argument("--root", default=None, help="local home (default $PRODML_HOME or ~/.prodml)")
+    training.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
+    training.add_argument("--verbose", action="store_true", help="show every log line and tracebacks")
+    training.set_defaults(handler=_run_training)
+
+    comp = commands.add_parser("compile", help="write the pipeline and each component as KFP YAML")
+    comp.add_argument("--output-dir", default=None, help="default: the repository's manifests/")
+    comp.set_defaults(handler=_compile)
+
+    lin = commands.add_parser("lineage", help="show the lineage of a pushed model from ML Metadata")
+    lin.add_argument("--model-name", required=True)
+    lin.add_argument("--version", type=int, default=None, help="default: the latest version")
+    lin.add_argument("--root", default=None)
+    lin.add_argument("--json", action="store_true")
+    lin.set_defaults(handler=_lineage)
+
+    serve = commands.add_parser("serve", help="serve a pushed model with the KServe predictor")
+    serve.add_argument("--model-name", required=True)
+    serve.add_argument("--root", default=None)
+    serve.add_argument("--version", type=int, default=None, help="pin a version (default: latest)")
+    serve.add_argument("--http-port", type=int, default=8080)
+    serve.add_argument("--grpc-port", type=int, default=8081)
+    serve.add_argument("--poll", action="store_true", help="pick up newly pushed versions without a restart")
+    serve.add_argument("--demo-requests", default="", metavar="CSV",
+                       help="start, send one V1 and one V2 prediction made from rows of CSV, and stop")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def _run_training(args) -> int:
+    from prodml.pipelines.local import run_training
+
+    summary = run_training(
+        data_uri=args.data, label=args.label, model_name=args.model_name, root=args.root,
+        verbose=args.verbose, problem_type=args.problem, preprocessing_module=args.preprocessing,
+        trainer_module=args.trainer, drop_columns=_split_list(args.drop_columns),
+        user_schema_uri=args.schema, baseline_statistics_uri=args.baseline_statistics,
+        slice_feature=args.slice_feature, thresholds=_parse_thresholds(args.threshold),
+        tolerance=args.tolerance, epochs=args.epochs, seed=args.seed)
+    print(_human_summary(summary))
+    if args.json:
+        keys = ("run_id", "metrics", "blessed", "reasons", "pushed", "metadata_db", "data_version")
+        print(json.dumps({k: summary.get(k) for k in keys}, sort_keys=True))
+    return 0
+
+
+def _human_summary(summary: Dict) -> str:
+    lines = ["", f"Run {summary['run_id']}", "Eval metrics:"]
+    lines += [f"  {name:<16} {value:.4f}" if isinstance(value, float) else f"  {name:<16} {value}"
+              for name, value in sorted(summary["metrics"].items())]
+    lines.append(f"Blessed: {'yes' if summary['blessed'] else 'no'}")
+    lines += [f"  - {reason}" for reason in summary.get("reasons", [])]
+    pushed = summary.get("pushed")
+    lines.append(f"Pushed: version {pushed['version']} at {pushed['uri']}" if pushed
+                 else "Pushed: nothing (the registry is unchanged)")
+    lines.append(f"Data: sha256 {summary['data_version']['sha256']} ({summary['data_version']['source_uri']})")
+    lines.append(f"Metadata: {summary['metadata_db']}")
+    lines.append(f"Log: {summary['log_file']}")
+    return "\n".join(lines)
+
+
+def _compile(args) -> int:
+    from prodml.pipelines.compile import REPO_MANIFESTS, compile_all
+
+    for path in compile_all(args.output_dir or REPO_MANIFESTS):
+        print(path)
+    return 0
+
+
+def _lineage(args) -> int:
+    from prodml.pipelines.lineage_report import format_lineage, model_lineage
+    from prodml.pipelines.local import prepare_root
+
+    root = prepare_root(args.root)
+    report = model_lineage(root.metadata_connection, root.registry, args.model_name, args.version)
+    print(json.dumps(report, default=str) if args.json else format_lineage(report))
+    return 0
+
+
+def _serve(args) -> int:
+    from prodml.pipelines.local import prepare_root
+
+    root = prepare_root(args.root)
+    python = serving_python()
+    command = [python, "-m", "prodml.serving", "--model_name", args.model_name,
+               "--model_dir", os.path.join(root.registry, args.model_name),
+               "--http_port", str(args.http_port), "--grpc_port", str(args.grpc_port)]
+    if args.version:
+        command += ["--version", str(args.version)]
+    if args.poll:
+        command += ["--poll", "2"]
+    if args.demo_requests:
+        command = [python, "-m", "prodml.serving.demo", "--rows", args.demo_requests, "--"] + command[3:]
+    return subprocess.call(command)
+
+
+def serving_python() -> str:
+    """The serving environment's interpreter: $PRODML_SERVING_PYTHON or the repository's .venv/serving."""
+    explicit = os.environ.get(SERVING_PYTHON_ENV)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    python = explicit or os.path.join(repo, ".venv", "serving", "bin", "python")
+    if not os.path.exists(python):
+        raise ConfigError(f"The serving environment is missing ({python}). Run 'make setup' in the repository, "
+                          f"or set {SERVING_PYTHON_ENV} to a Python with kserve installed.")
+    return python
+
+
+def _split_list(value: str) -> List[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _parse_thresholds(items: List[str]) -> Dict[str, float]:
+    thresholds = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            thresholds[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"--threshold {item!r} is not METRIC=NUMBER, e.g. --threshold auc=0.9.")
+    return thresholds
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""ML Metadata lineage: one record per component execution.
+
+Each component records its execution (type ``system.ContainerExecution``, as KFP does), its
+input and output artifacts (KFP's ``system.*`` types where they fit, ``prodml.*`` otherwise),
+the INPUT/OUTPUT events between them, and ``system.Pipeline`` / ``system.PipelineRun``
+contexts. Inputs are matched to the artifacts that upstream steps recorded by URI, which is
+what links the steps into one graph from the source bytes to the pushed model.
+
+Connections: ``sqlite:///abs/path.db`` (local), ``mysql://user:password@host:3306/database``,
+``grpc://metadata-grpc-service.kubeflow:8080`` (the cluster's metadata service).
+"""
+
+import dataclasses
+import json
+import time
+import urllib.parse
+from typing import Any, Dict, List, Optional, Sequence
+
+from prodml.components.common.errors import ConfigError
+from prodml.components.common.logs import get_logger
+
+log = get_logger(__name__)
+
+EXECUTION_TYPE = "system.ContainerExecution"
+PIPELINE_CONTEXT = "system.Pipeline"
+RUN_CONTEXT = "system.PipelineRun"
+
+# Artifact type names. KFP's own where they fit, so KFP's UI and other MLMD tools read them.
+DATASET = "system.Dataset"
+MODEL = "system.Model"
+METRICS = "system.Metrics"
+CLASSIFICATION_METRICS = "system.ClassificationMetrics"
+HTML = "system.HTML"
+MARKDOWN = "system.Markdown"
+STATISTICS = "prodml.ExampleStatistics"
+SCHEMA = "prodml.Schema"
+TRANSFORM_GRAPH = "prodml.TransformGraph"
+EVALUATION = "prodml.ModelEvaluation"
+BLESSING = "prodml.ModelBlessing"
+DEPLOYMENT = "prodml.Deployment"
+
+
+@dataclasses.dataclass
+class ArtifactRecord:
+    """An artifact to record: where it is, what it is, and what is known about it."""
+
+    uri: str
+    type_name: str
+    properties: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def connection_config(connection: str):
+    """Parses a connection string into an MLMD ConnectionConfig or MetadataStoreClientConfig."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    parsed = urllib.parse.urlparse(connection)
+    if parsed.scheme == "sqlite":
+        path = connection[len("sqlite://"):]
+        if not path.startswith("/"):
+            raise ConfigError(f"Metadata connection '{connection}': an SQLite path must be absolute, "
+                              "as in sqlite:///home/me/prodml/metadata.sqlite.")
+        config = metadata_store_pb2.ConnectionConfig()
+        config.sqlite.filename_uri = path
+        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        return config
+    if parsed.scheme == "mysql":
+        config = metadata_store_pb2.ConnectionConfig()
+        config.mysql.host = parsed.hostname or "localhost"
+        config.mysql.port = parsed.port or 3306
+        config.mysql.database = parsed.path.lstrip("/") or "metadb"
+        config.mysql.user = urllib.parse.unquote(parsed.username or "root")
+        config.mysql.password = urllib.parse.unquote(parsed.password or "")
+        return config
+    if parsed.scheme == "grpc":
+        config = metadata_store_pb2.MetadataStoreClientConfig()
+        config.host = parsed.hostname or "metadata-grpc-service.kubeflow"
+        config.port = parsed.port or 8080
+        return config
+    raise ConfigError(f"Metadata connection '{connection}' is not understood: use sqlite:///ABS/PATH.db, "
+                      "mysql://USER:PASSWORD@HOST:PORT/DATABASE or grpc://HOST:PORT.")
+
+
+def connect(connection: str):
+    """Opens the metadata store named by a connection string."""
+    from ml_metadata import metadata_store
+
+    return metadata_store.MetadataStore(connection_config(connection))
+
+
+def record_execution(connection: str, component: str, pipeline_name: str, run_id: str,
+                     inputs: Dict[str, ArtifactRecord], outputs: Dict[str, ArtifactRecord],
+                     parameters: Optional[Dict[str, Any]] = None) -> int:
+    """Records one completed component execution and returns its MLMD id.
+
+    ``inputs`` and ``outputs`` map the component's input/output names to artifacts. An input
+    already recorded (same URI and type) is reused, which links this execution to the one
+    that produced it. Does nothing when ``connection`` is empty.
+    """
+    if not connection:
+        return 0
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    store = connect(connection)
+    execution = mlmd.Execution(
+        type_id=_type_id(store, "execution", EXECUTION_TYPE),
+        name=f"{run_id}.{component}.{time.time_ns()}",
+        last_known_state=mlmd.Execution.COMPLETE)
+    _set_properties(execution.custom_properties, {
+        "component": component, "task_name": component, "display_name": component,
+        "pipeline_name": pipeline_name, "run_id": run_id, **(parameters or {})})
+
+    pairs = []
+    for key, record in inputs.items():
+        pairs.append((_input_artifact(store, record), _event(mlmd.Event.INPUT, key)))
+    for key, record in outputs.items():
+        pairs.append((_new_artifact(store, record, key), _event(mlmd.Event.OUTPUT, key)))
+
+    pipeline_ctx = _context(store, PIPELINE_CONTEXT, pipeline_name)
+    run_ctx = _context(store, RUN_CONTEXT, run_id, {"pipeline_name": pipeline_name})
+    execution_id, _, _ = store.put_execution(execution, pairs, [pipeline_ctx, run_ctx],
+                                             reuse_context_if_already_exist=True)
+    _link_run_to_pipeline(store, pipeline_name, run_id)
+    log.debug("recorded %s execution %d in %s", component, execution_id, connection)
+    return execution_id
+
+
+def find_artifacts(connection: str, uri: str, type_name: str = "") -> List[Any]:
+    """Artifacts recorded with this URI (and type, if given), newest first."""
+    store = connect(connection)
+    found = store.get_artifacts_by_uri(uri)
+    if type_name:
+        type_id = _type_id(store, "artifact", type_name)
+        found = [a for a in found if a.type_id == type_id]
+    return sorted(found, key=lambda a: a.id, reverse=True)
+
+
+def upstream(connection: str, artifact_id: int) -> List[Dict[str, Any]]:
+    """Walks the lineage back from an artifact to the source data.
+
+    Returns one entry per execution, newest first: its component, run id, and its input and
+    output artifacts (type, URI, custom properties).
+    """
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    store = connect(connection)
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    steps, seen, frontier = [], set(), [artifact_id]
+    while frontier:
+        events = store.get_events_by_artifact_ids(frontier)
+        producer_ids = sorted({e.execution_id for e in events if e.type == mlmd.Event.OUTPUT} - seen,
+                              reverse=True)
+        frontier = []
+        for execution in store.get_executions_by_id(producer_ids):
+            seen.add(execution.id)
+            io = store.get_events_by_execution_ids([execution.id])
+            artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in io])}
+            entry = {"execution_id": execution.id,
+                     "component": _value(execution.custom_properties.get("component")),
+                     "run_id": _value(execution.custom_properties.get("run_id")),
+                     "inputs": {}, "outputs": {}}
+            for event in io:
+                artifact = artifacts[event.artifact_id]
+                key = event.path.steps[0].key if event.path.steps else str(artifact.id)
+                side = "inputs" if event.type == mlmd.Event.INPUT else "outputs"
+                entry[side][key] = {"id": artifact.id, "type": types.get(artifact.type_id, "?"),
+                                    "uri": artifact.uri, "properties": properties_of(artifact)}
+                if side == "inputs":
+                    frontier.append(artifact.id)
+            steps.append(entry)
+    return steps
+
+
+def properties_of(node) -> Dict[str, Any]:
+    """Custom properties of an MLMD node as plain Python values."""
+    return {k: _value(v) for k, v in node.custom_properties.items()}
+
+
+def _type_id(store, kind: str, name: str) -> int:
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    proto = {"artifact": mlmd.ArtifactType, "execution": mlmd.ExecutionType,
+             "context": mlmd.ContextType}[kind](name=name)
+    put = {"artifact": store.put_artifact_type, "execution": store.put_execution_type,
+           "context": store.put_context_type}[kind]
+    return put(proto, can_add_fields=True)
+
+
+def _input_artifact(store, record: ArtifactRecord):
+    type_id = _type_id(store, "artifact", record.type_name)
+    known = [a for a in store.get_artifacts_by_uri(record.uri) if a.type_id == type_id]
+    if known:
+        return max(known, key=lambda a: a.id)
+    return _artifact(type_id, record, "")
+
+
+def _new_artifact(store, record: ArtifactRecord, key: str):
+    return _artifact(_type_id(store, "artifact", record.type_name), record, key)
+
+
+def _artifact(type_id: int, record: ArtifactRecord, key: str):
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    artifact = mlmd.Artifact(type_id=type_id, uri=record.uri, state=mlmd.Artifact.LIVE)
+    _set_properties(artifact.custom_properties, {"display_name": key, **record.properties}
+                    if key else record.properties)
+    return artifact
+
+
+def _event(kind, key: str):
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    event = mlmd.Event(type=kind)
+    event.path.steps.add().key = key
+    return event
+
+
+def _context(store, type_name: str, name: str, properties: Optional[Dict[str, Any]] = None):
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    type_id = _type_id(store, "context", type_name)
+    existing = store.get_context_by_type_and_name(type_name, name)
+    if existing is not None:
+        return existing
+    context = mlmd.Context(type_id=type_id, name=name)
+    _set_properties(context.custom_properties, properties or {})
+    return context
+
+
+def _link_run_to_pipeline(store, pipeline_name: str, run_id: str) -> None:
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    pipeline = store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)
+    run = store.get_context_by_type_and_name(RUN_CONTEXT, run_id)
+    parents = store.get_parent_contexts_by_context(run.id)
+    if all(p.id != pipeline.id for p in parents):
+        store.put_parent_contexts([mlmd.ParentContext(child_id=run.id, parent_id=pipeline.id)])
+
+
+def _set_properties(target, values: Dict[str, Any]) -> None:
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            target[key].bool_value = value
+        elif isinstance(value, int):
+            target[key].int_value = value
+        elif isinstance(value, float):
+            target[key].double_value = value
+        elif isinstance(value, str):
+            target[key].string_value = value
+        else:
+            target[key].string_value = json.dumps(value, sort_keys=True, default=str)
+
+
+def _value(value) -> Any:
+    if value is None:
+        return None
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None

@@ -1,0 +1,49 @@
+"""Compiling the pipeline and each component to KFP YAML under ``manifests/``."""
+
+import os
+from typing import Dict, List
+
+from prodml.components.deploy.component import deploy
+from prodml.components.evaluate.component import evaluate
+from prodml.components.ingest.component import ingest
+from prodml.components.push.component import push
+from prodml.components.train.component import train
+from prodml.components.transform.component import transform
+from prodml.components.validate.component import validate
+
+COMPONENTS = {"ingest": ingest, "validate": validate, "transform": transform, "train": train,
+              "evaluate": evaluate, "push": push, "deploy": deploy}
+REPO_MANIFESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "manifests")
+
+
+def compile_pipeline(path: str) -> str:
+    """Writes the training pipeline as KFP v2 YAML, ready for the Kubeflow Pipelines UI."""
+    from kfp import compiler
+
+    from prodml.pipelines.training import training_pipeline
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    compiler.Compiler().compile(training_pipeline, path)
+    return path
+
+
+def compile_component(name: str, path: str) -> str:
+    """Writes one component as KFP YAML, loadable with kfp.components.load_component_from_file."""
+    from kfp import compiler
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    compiler.Compiler().compile(COMPONENTS[name], path)
+    return path
+
+
+def compile_all(manifests_dir: str = REPO_MANIFESTS) -> List[str]:
+    """Compiles the pipeline and every component under ``manifests_dir``; returns the files written."""
+    written = [compile_pipeline(os.path.join(manifests_dir, "pipelines", "training_pipeline.yaml"))]
+    for name in COMPONENTS:
+        written.append(compile_component(name, os.path.join(manifests_dir, "components", name,
+                                                              "component.yaml")))
+    return written
+
+
+def component_paths(manifests_dir: str = REPO_MANIFESTS) -> Dict[str, str]:
+    return {name: os.path.join(manifests_dir, "components", name, "component.yaml") for name in COMPONENTS}

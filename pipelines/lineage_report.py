@@ -1,0 +1,66 @@
+"""The lineage of a pushed model, read back from ML Metadata: from its version to its data bytes."""
+
+from typing import Any, Dict, List, Optional
+
+from prodml.components.common import lineage, registry
+from prodml.components.common.errors import RegistryError
+
+# The main line from a pushed model back to its source: (component, the input that leads further back).
+_MAIN_LINE = (("push", "model"), ("train", "transformed_examples"), ("transform", "examples"),
+              ("ingest", "data"))
+
+
+def model_lineage(connection: str, registry_uri: str, model_name: str,
+                  version: Optional[int] = None) -> Dict[str, Any]:
+    """Returns the pushed version, the executions upstream of it, and its source data fingerprint."""
+    version = version or registry.latest_version(registry_uri, model_name)
+    if version is None:
+        raise RegistryError(f"No version of model '{model_name}' is pushed under {registry_uri}. "
+                            "Run 'prodml run training' first, or check --root and --model-name.")
+    uri = registry.version_uri(registry_uri, model_name, version)
+    found = lineage.find_artifacts(connection, uri, lineage.MODEL)
+    if not found:
+        raise RegistryError(f"Version {version} of '{model_name}' ({uri}) has no record in ML Metadata "
+                            f"({connection}); it was not pushed by a recorded run.")
+    steps = lineage.upstream(connection, found[0].id)
+    by_component = {step["component"]: step for step in steps}
+    chain = []
+    for component, next_input in _MAIN_LINE:
+        step = by_component.get(component)
+        if step is None:
+            break
+        chain.append({"component": component, "run_id": step["run_id"],
+                      "outputs": step["outputs"], "inputs": step["inputs"], "follows": next_input})
+    source = chain[-1]["inputs"].get("data") if chain and chain[-1]["component"] == "ingest" else None
+    return {"model_name": model_name, "version": version, "uri": uri, "chain": chain,
+            "source": source, "executions": len(steps)}
+
+
+def format_lineage(report: Dict[str, Any]) -> str:
+    """A short human summary, newest first."""
+    lines = [f"Lineage of {report['model_name']} v{report['version']} ({report['uri']}):"]
+    produced = {"push": "pushed_model", "train": "model", "transform": "transformed_examples",
+                "ingest": "examples"}
+    for step in report["chain"]:
+        out = step["outputs"].get(produced[step["component"]], {})
+        detail = _detail(step["component"], out.get("properties", {}))
+        lines.append(f"  ← {step['component']:<9} run {step['run_id'][:12]}  {out.get('uri', '')}{detail}")
+    source = report["source"]
+    if source:
+        props = source["properties"]
+        lines.append(f"  ← data      {source['uri']}  sha256 {props.get('sha256', '?')}  "
+                     f"{props.get('size_bytes', '?')} bytes")
+    else:
+        lines.append("  (the chain back to the source data is incomplete in ML Metadata)")
+    return "\n".join(lines)
+
+
+def _detail(component: str, props: Dict[str, Any]) -> str:
+    if component == "ingest" and "row_counts" in props:
+        return f"  rows {props['row_counts']}"
+    return ""
+
+
+def describe_chain(report: Dict[str, Any]) -> List[str]:
+    """The components on the main line, newest first (for tests and JSON output)."""
+    return [step["component"] for step in report["chain"]]

@@ -1,0 +1,120 @@
+"""The training pipeline: ingest → validate → transform → train → evaluate → push → deploy.
+
+A plain KFP v2 pipeline function: run it through ``kfp.local`` (``prodml run training`` or
+:func:`prodml.pipelines.local.run_training`), or compile it for the Kubeflow Pipelines UI
+(``prodml compile``). Decisions such as "push only if blessed" live inside the components,
+because ``kfp.local`` cannot run ``dsl.If``.
+"""
+
+from typing import Dict, List
+
+from kfp import dsl
+
+from prodml.components.deploy.component import deploy
+from prodml.components.evaluate.component import evaluate
+from prodml.components.ingest.component import ingest
+from prodml.components.push.component import push
+from prodml.components.train.component import train
+from prodml.components.transform.component import transform
+from prodml.components.validate.component import validate
+
+PIPELINE_NAME = "prodml-training"
+# In a cluster, lineage goes to the Kubeflow metadata service unless the run says otherwise.
+CLUSTER_METADATA = "grpc://metadata-grpc-service.kubeflow:8080"
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description=(
+    "Trains a model from a CSV or Parquet file: ingest, validate (TFDV), transform (TFT), train (Keras), "
+    "evaluate and bless, push to a versioned registry, and optionally deploy as a KServe InferenceService. "
+    "Every step records its lineage in ML Metadata."))
+def training_pipeline(
+    data_uri: str,
+    label: str,
+    model_name: str,
+    registry_uri: str,
+    problem_type: str = "auto",
+    drop_columns: List[str] = [],
+    split_ratios: Dict[str, float] = {"train": 0.8, "eval": 0.2},
+    user_schema_uri: str = "",
+    baseline_statistics_uri: str = "",
+    fail_on_drift: bool = False,
+    preprocessing_module: str = "",
+    beam_args: List[str] = [],
+    trainer_module: str = "",
+    epochs: int = 10,
+    batch_size: int = 256,
+    seed: int = 42,
+    hyperparameters: Dict[str, float] = {},
+    slice_feature: str = "",
+    thresholds: Dict[str, float] = {},
+    tolerance: float = 0.01,
+    deploy_namespace: str = "",
+    canary_traffic_percent: int = 100,
+    metadata_connection: str = CLUSTER_METADATA,
+) -> dict:
+    """Training pipeline from tabular data to a blessed, versioned model.
+
+    Args:
+        data_uri: CSV or Parquet file, folder or glob (local path or tf.io.gfile URI).
+        label: Label column.
+        model_name: Name of the model in the registry and of its InferenceService.
+        registry_uri: Registry root; versions go to <registry_uri>/<model_name>/<version>/.
+        problem_type: auto, binary, multiclass or regression.
+        drop_columns: Columns to leave out, e.g. the one the label is derived from.
+        split_ratios: Relative train/eval split sizes.
+        user_schema_uri: A schema.pbtxt to validate against; empty infers one.
+        baseline_statistics_uri: A previous run's statistics artifact, for drift detection.
+        fail_on_drift: Stop the run when drift exceeds the threshold.
+        preprocessing_module: A file defining preprocessing_fn; empty generates one from the schema.
+        beam_args: Beam options for transform (another runner for large data).
+        trainer_module: A file defining run_fn; empty uses the default Keras model.
+        epochs: Maximum training epochs.
+        batch_size: Training batch size.
+        seed: Random seed.
+        hyperparameters: Numbers passed to the trainer.
+        slice_feature: Raw feature to slice eval metrics by.
+        thresholds: Absolute metric bounds for blessing, e.g. {"auc": 0.9}.
+        tolerance: How far the candidate may fall behind the pushed model.
+        deploy_namespace: Kubernetes namespace to deploy to; empty skips deployment.
+        canary_traffic_percent: Traffic share for a newly deployed version.
+        metadata_connection: ML Metadata connection string.
+    """
+    run = dict(metadata_connection=metadata_connection, pipeline_name=PIPELINE_NAME,
+               run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+
+    ingest_task = ingest(data_uri=data_uri, label=label, problem_type=problem_type,
+                         drop_columns=drop_columns, split_ratios=split_ratios, **run)
+    ingest_task.set_display_name("Ingest data")
+
+    validate_task = validate(examples=ingest_task.outputs["examples"], user_schema_uri=user_schema_uri,
+                             baseline_statistics_uri=baseline_statistics_uri,
+                             fail_on_drift=fail_on_drift, **run)
+    validate_task.set_display_name("Validate data (TFDV)")
+
+    transform_task = transform(examples=ingest_task.outputs["examples"],
+                               schema=validate_task.outputs["schema"],
+                               preprocessing_module=preprocessing_module, beam_args=beam_args, **run)
+    transform_task.set_display_name("Transform features (TFT)")
+
+    train_task = train(transform_graph=transform_task.outputs["transform_graph"],
+                       transformed_examples=transform_task.outputs["transformed_examples"],
+                       trainer_module=trainer_module, epochs=epochs, batch_size=batch_size, seed=seed,
+                       hyperparameters=hyperparameters, **run)
+    train_task.set_display_name("Train model (Keras)")
+
+    evaluate_task = evaluate(model=train_task.outputs["model"], examples=ingest_task.outputs["examples"],
+                             registry_uri=registry_uri, model_name=model_name,
+                             slice_feature=slice_feature, thresholds=thresholds, tolerance=tolerance, **run)
+    evaluate_task.set_display_name("Evaluate and bless")
+
+    push_task = push(model=train_task.outputs["model"], blessing=evaluate_task.outputs["blessing"],
+                     evaluation=evaluate_task.outputs["evaluation"], examples=ingest_task.outputs["examples"],
+                     registry_uri=registry_uri, model_name=model_name,
+                     namespace=deploy_namespace, **run)
+    push_task.set_display_name("Push to registry")
+
+    deploy_task = deploy(pushed_model=push_task.outputs["pushed_model"], namespace=deploy_namespace,
+                         canary_traffic_percent=canary_traffic_percent, **run)
+    deploy_task.set_display_name("Deploy to KServe")
+
+    return push_task.outputs["Output"]
