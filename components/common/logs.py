@@ -45,6 +45,8 @@ def get_logger(name: str = "") -> logging.Logger:
         root.addHandler(handler)
         root.setLevel(logging.DEBUG if os.environ.get("PRODML_VERBOSE") else logging.INFO)
         root.propagate = False
+    if name.startswith(LOGGER_NAME + "."):
+        name = name[len(LOGGER_NAME) + 1:]
     return root.getChild(name) if name else root
 
 

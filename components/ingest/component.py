@@ -28,7 +28,6 @@ def ingest(
     Args:
         data_uri: CSV or Parquet file, folder or glob; a local path or any tf.io.gfile URI.
         label: Name of the label column.
-        examples: Gzipped tf.Example records under Split-train/ and Split-eval/, plus data_version.json.
         problem_type: auto, binary, multiclass or regression; auto infers it from the label.
         drop_columns: Columns left out of the examples (for example the column the label comes from).
         split_ratios: Relative size of each split; must name train and eval.
@@ -37,7 +36,8 @@ def ingest(
         run_id: Pipeline run context name in ML Metadata.
 
     Returns:
-        The SHA-256 fingerprint of the input bytes.
+        examples: Gzipped tf.Example records under Split-train/ and Split-eval/, plus data_version.json.
+        Output: The SHA-256 fingerprint of the input bytes.
     """
     from prodml.components.common import lineage
     from prodml.components.common.task import run_component

@@ -25,10 +25,6 @@ def validate(
 
     Args:
         examples: The ingested examples.
-        statistics: DatasetFeatureStatisticsList per split (Split-<name>/FeatureStats.pb) and anomalies.pbtxt.
-        schema: The schema used (schema.pbtxt): the user's, or one inferred from the train split.
-        anomalies: Anomalies and drift per split and feature, as Markdown.
-        statistics_view: The TFDV statistics view (train vs eval) as HTML.
         user_schema_uri: A schema.pbtxt to validate against instead of inferring one.
         baseline_statistics_uri: A previous run's statistics artifact; train drift is checked against it.
         fail_on_drift: Treat drift beyond drift_threshold as blocking.
@@ -36,6 +32,12 @@ def validate(
         metadata_connection: ML Metadata connection; empty records nothing.
         pipeline_name: Pipeline context name in ML Metadata.
         run_id: Pipeline run context name in ML Metadata.
+
+    Returns:
+        statistics: DatasetFeatureStatisticsList per split (Split-<name>/FeatureStats.pb) and anomalies.pbtxt.
+        schema: The schema used (schema.pbtxt): the user's, or one inferred from the train split.
+        anomalies: Anomalies and drift per split and feature, as Markdown.
+        statistics_view: The TFDV statistics view (train vs eval) as HTML.
     """
     from prodml.components.common import lineage
     from prodml.components.common.task import run_component

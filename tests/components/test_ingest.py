@@ -1,0 +1,303 @@
+"""Ingest on small golden CSVs: kinds, missing values, splits, fingerprints, labels and bad input."""
+
+import hashlib
+import json
+import pathlib
+import random
+import shutil
+
+import pytest
+
+from prodml.components.common import keys
+from prodml.components.common.errors import ConfigError, InputDataError
+from prodml.components.ingest.executor import run_ingest
+
+DATA = pathlib.Path(__file__).parent.parent / "testdata" / "ingest"
+TYPES = DATA / "types.csv"
+
+
+def read_examples(output_dir, split):
+    """``{id: {feature: python values}}`` of one split's tf.Examples."""
+    import tensorflow as tf
+
+    files = sorted((pathlib.Path(output_dir) / f"Split-{split}").glob("data-*.tfrecord.gz"))
+    rows = {}
+    for record in tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP"):
+        features = tf.train.Example.FromString(record.numpy()).features.feature
+        values = {name: list(getattr(f, f.WhichOneof("kind")).value) for name, f in features.items()}
+        rows[values["id"][0]] = values
+    return rows
+
+
+def all_examples(output_dir):
+    return {**read_examples(output_dir, keys.TRAIN), **read_examples(output_dir, keys.EVAL)}
+
+
+def ids_by_split(output_dir):
+    version = json.loads((pathlib.Path(output_dir) / keys.DATA_VERSION_FILE).read_text())
+    return {split: set(read_examples(output_dir, split)) for split in version["row_counts"]}
+
+
+def write_rows_csv(path, n, seed=0):
+    """A CSV of ``n`` numbered rows with a numeric, a text and a label column."""
+    rng = random.Random(seed)
+    lines = ["id,amount,color,label"] + [
+        f"{i},{rng.uniform(0, 100):.3f},{rng.choice(['red', 'green', 'blue'])},{i % 2}"
+        for i in range(1, n + 1)]
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def types_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("types")
+    version = run_ingest(str(TYPES), str(out), label="tip_binary")
+    return out, version
+
+
+def test_columns_get_kinds_and_valid_names(types_out):
+    out, version = types_out
+    assert version["columns"] == {
+        "id": "INT", "fare____": "FLOAT", "payment_type": "BYTES", "passengers": "INT",
+        "city": "BYTES", "tip_binary": "INT", "tip_class": "INT", "tip_amount": "FLOAT",
+        "tip_level": "BYTES", "tipped": "BYTES", "constant": "BYTES", "many": "INT"}
+    assert json.loads((out / keys.DATA_VERSION_FILE).read_text()) == version
+
+
+def test_examples_hold_typed_values_and_leave_missing_cells_out(types_out):
+    out, _ = types_out
+    rows = all_examples(out)
+    assert len(rows) == 60
+    first = rows[1]  # 1,21.46,Cash,4,Oak Park,1,2,0.72,mid,yes,same,1
+    assert first["fare____"] == [pytest.approx(21.46)]
+    assert first["payment_type"] == [b"Cash"] and first["city"] == [b"Oak Park"]
+    assert first["passengers"] == [4] and first["tip_binary"] == [1]
+    for row_id, feature in [(3, "fare____"), (17, "fare____"), (44, "fare____"),
+                            (5, "payment_type"), (30, "payment_type"), (8, "passengers")]:
+        assert feature not in rows[row_id]
+    assert "fare____" in rows[4] and "payment_type" in rows[4]
+
+
+def test_data_version_records_source_and_fingerprint(types_out):
+    _, version = types_out
+    data = TYPES.read_bytes()
+    assert version["source_uri"] == str(TYPES)
+    assert version["sha256"] == hashlib.sha256(data).hexdigest()
+    assert version["size_bytes"] == len(data)
+    assert version["split_ratios"] == keys.DEFAULT_SPLIT_RATIOS
+    assert sum(version["row_counts"].values()) == 60 and min(version["row_counts"].values()) > 0
+    assert version["dropped_columns"] == []
+
+
+def test_fingerprint_changes_when_one_byte_changes(tmp_path):
+    changed = tmp_path / "types.csv"
+    changed.write_bytes(TYPES.read_bytes().replace(b"21.46", b"21.47", 1))
+    before = run_ingest(str(TYPES), str(tmp_path / "a"), label="tip_binary")
+    after = run_ingest(str(changed), str(tmp_path / "b"), label="tip_binary")
+    assert before["size_bytes"] == after["size_bytes"]
+    assert before["sha256"] != after["sha256"]
+
+
+def test_split_is_the_same_whatever_the_row_order_and_chunking(tmp_path):
+    lines = write_rows_csv(tmp_path / "rows.csv", 400)
+    shuffled = lines[1:]
+    random.Random(1).shuffle(shuffled)
+    (tmp_path / "shuffled.csv").write_text("\n".join([lines[0]] + shuffled) + "\n")
+
+    run_ingest(str(tmp_path / "rows.csv"), str(tmp_path / "a"), label="label")
+    run_ingest(str(tmp_path / "shuffled.csv"), str(tmp_path / "b"), label="label", chunk_rows=7)
+    assert ids_by_split(tmp_path / "a") == ids_by_split(tmp_path / "b")
+
+
+def test_split_ratios_are_honoured_approximately(tmp_path):
+    write_rows_csv(tmp_path / "rows.csv", 2000)
+    version = run_ingest(str(tmp_path / "rows.csv"), str(tmp_path / "out"), label="label",
+                         split_ratios={"train": 5, "eval": 3, "test": 2})
+    assert version["split_ratios"] == {"train": 0.5, "eval": 0.3, "test": 0.2}
+    counts = version["row_counts"]
+    assert sum(counts.values()) == 2000
+    for split, ratio in version["split_ratios"].items():
+        assert abs(counts[split] / 2000 - ratio) < 0.04, counts
+    assert len(read_examples(tmp_path / "out", "test")) == counts["test"]
+
+
+def test_parquet_folder_and_glob_give_the_same_splits_as_csv(tmp_path, types_out):
+    import pyarrow.csv
+    import pyarrow.parquet as pq
+
+    table = pyarrow.csv.read_csv(str(TYPES))
+    pq.write_table(table, str(tmp_path / "types.parquet"))
+    from_parquet = run_ingest(str(tmp_path / "types.parquet"), str(tmp_path / "pq"), label="tip_binary")
+    csv_out, from_csv = types_out
+    assert from_parquet["columns"] == from_csv["columns"]
+    assert sum(from_parquet["row_counts"].values()) == 60
+    assert all_examples(tmp_path / "pq") == all_examples(csv_out)
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    lines = TYPES.read_text().splitlines()
+    (folder / "part-1.csv").write_text("\n".join(lines[:31]) + "\n")
+    (folder / "part-2.csv").write_text("\n".join([lines[0]] + lines[31:]) + "\n")
+    from_folder = run_ingest(str(folder), str(tmp_path / "folder"), label="tip_binary")
+    from_glob = run_ingest(str(folder / "part-*.csv"), str(tmp_path / "glob"), label="tip_binary")
+    assert from_folder["row_counts"] == from_glob["row_counts"] == from_csv["row_counts"]
+    assert ids_by_split(tmp_path / "folder") == ids_by_split(csv_out)
+    both = (folder / "part-1.csv").read_bytes() + (folder / "part-2.csv").read_bytes()
+    assert from_folder["sha256"] == hashlib.sha256(both).hexdigest()
+
+
+def test_gzipped_csv_and_gfile_uri_are_read(tmp_path, types_out):
+    import gzip
+
+    import tensorflow as tf
+
+    compressed = gzip.compress(TYPES.read_bytes())
+    (tmp_path / "types.csv.gz").write_bytes(compressed)
+    from_gzip = run_ingest(str(tmp_path / "types.csv.gz"), str(tmp_path / "gz"), label="tip_binary")
+    assert from_gzip["sha256"] == hashlib.sha256(compressed).hexdigest()
+    assert ids_by_split(tmp_path / "gz") == ids_by_split(types_out[0])
+
+    tf.io.gfile.makedirs("ram://ingest-test")
+    tf.io.gfile.copy(str(TYPES), "ram://ingest-test/types.csv", overwrite=True)
+    from_ram = run_ingest("ram://ingest-test/types.csv", "ram://ingest-test/out", label="tip_binary")
+    assert from_ram["sha256"] == types_out[1]["sha256"]
+    assert from_ram["row_counts"] == types_out[1]["row_counts"]
+    assert tf.io.gfile.exists("ram://ingest-test/out/Split-eval/data-00000-of-00001.tfrecord.gz")
+
+
+def test_large_splits_are_sharded(tmp_path, monkeypatch):
+    from prodml.components.ingest import splits
+
+    monkeypatch.setattr(splits, "ROWS_PER_SHARD", 10)
+    version = run_ingest(str(TYPES), str(tmp_path), label="tip_binary")
+    train = sorted(p.name for p in (tmp_path / "Split-train").iterdir())
+    shards = -(-version["row_counts"]["train"] // 10)
+    assert train == [f"data-{i:05d}-of-{shards:05d}.tfrecord.gz" for i in range(shards)]
+    assert len(read_examples(tmp_path, "train")) == version["row_counts"]["train"]
+
+
+@pytest.mark.parametrize("ratios", [{"train": 1.0}, {"train": 0.8, "eval": 0}, {"train": 1, "eval": "x"}])
+def test_bad_split_ratios_are_a_config_error(tmp_path, ratios):
+    with pytest.raises(ConfigError, match="split_ratios"):
+        run_ingest(str(TYPES), str(tmp_path), label="tip_binary", split_ratios=ratios)
+
+
+def test_drop_columns_leaves_them_out(tmp_path):
+    version = run_ingest(str(TYPES), str(tmp_path), label="tip_binary",
+                         drop_columns=["payment type", "many"])
+    assert version["dropped_columns"] == ["payment_type", "many"]
+    assert "payment_type" not in version["columns"] and "many" not in version["columns"]
+    assert all("payment_type" not in row for row in read_examples(tmp_path, "train").values())
+
+
+def test_column_without_any_value_is_left_out(tmp_path):
+    (tmp_path / "d.csv").write_text("x,nothing,label\n" + "".join(f"{i},,{i % 2}\n" for i in range(20)))
+    version = run_ingest(str(tmp_path / "d.csv"), str(tmp_path / "out"), label="label")
+    assert version["columns"] == {"x": "INT", "label": "INT"}
+    assert version["dropped_columns"] == ["nothing"]
+
+
+@pytest.mark.parametrize("label, problem_type, classes", [
+    ("tip_binary", "binary", ["0", "1"]),
+    ("tip_class", "multiclass", ["1", "2", "3"]),
+    ("tip_amount", "regression", None),
+    ("many", "regression", None),  # integers with more than 20 distinct values
+    ("tipped", "binary", ["no", "yes"]),
+    ("tip_level", "multiclass", ["high", "low", "mid"]),
+])
+def test_label_problem_type_is_detected(tmp_path, label, problem_type, classes):
+    version = run_ingest(str(TYPES), str(tmp_path), label=label)
+    assert version["label"] == {"name": label, "problem_type": problem_type, "classes": classes}
+
+
+def test_numeric_classes_sort_numerically(tmp_path):
+    rows = ["x,label"] + [f"{i},{v}" for i, v in enumerate([10, 9, 2, 10, 9, 2] * 5)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    version = run_ingest(str(tmp_path / "d.csv"), str(tmp_path / "out"), label="label")
+    assert version["label"]["classes"] == ["2", "9", "10"]
+
+
+def test_explicit_binary_with_three_classes_is_an_error(tmp_path):
+    with pytest.raises(InputDataError, match=r"tip_class.*3 classes"):
+        run_ingest(str(TYPES), str(tmp_path), label="tip_class", problem_type="binary")
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(InputDataError, match="nowhere.csv"):
+        run_ingest(str(DATA / "nowhere.csv"), str(tmp_path), label="label")
+
+
+def test_missing_label_lists_the_columns(tmp_path):
+    with pytest.raises(InputDataError, match=r"'tip'.*Columns: id, fare____, payment_type"):
+        run_ingest(str(TYPES), str(tmp_path), label="tip")
+
+
+def test_one_class_label_names_label_file_and_value(tmp_path):
+    with pytest.raises(InputDataError, match=r"'constant' in .*types.csv has a single class, 'same'"):
+        run_ingest(str(TYPES), str(tmp_path), label="constant")
+    assert not (tmp_path / keys.DATA_VERSION_FILE).exists()
+    assert not list(tmp_path.glob("Split-*/*"))
+
+
+def test_empty_label_cell_names_the_line(tmp_path):
+    with pytest.raises(InputDataError, match=r"'label' is empty on line 6 of .*missing_label.csv"):
+        run_ingest(str(DATA / "missing_label.csv"), str(tmp_path), label="label")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("empty.csv", r"empty.csv is empty"),
+    ("header_only.csv", r"header_only.csv has a header but no rows"),
+])
+def test_empty_inputs_name_the_file(tmp_path, name, message):
+    with pytest.raises(InputDataError, match=message):
+        run_ingest(str(DATA / name), str(tmp_path), label="label")
+
+
+def test_non_numeric_value_after_the_first_chunk_names_column_line_and_value(tmp_path):
+    with pytest.raises(InputDataError) as error:
+        run_ingest(str(DATA / "late_bad_value.csv"), str(tmp_path), label="label", chunk_rows=10)
+    message = str(error.value)
+    assert "'fare'" in message and "line 25 of" in message and "'twelve'" in message
+    assert "late_bad_value.csv" in message
+    assert not (tmp_path / keys.DATA_VERSION_FILE).exists()
+    assert not list(tmp_path.glob("Split-*/*"))
+
+
+def test_decimal_after_the_first_chunk_of_an_integer_column_is_an_error(tmp_path):
+    rows = ["n,label"] + [f"{i},{i % 2}" for i in range(30)] + ["2.5,1"]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputDataError, match=r"'n' holds INT values.*line 32 of .*'2.5'.*FLOAT"):
+        run_ingest(str(tmp_path / "d.csv"), str(tmp_path / "out"), label="label", chunk_rows=10)
+
+
+def test_colliding_column_names_are_an_error(tmp_path):
+    with pytest.raises(InputDataError, match=r"'a b'.*'a_b'"):
+        run_ingest(str(DATA / "name_collision.csv"), str(tmp_path), label="label")
+
+
+def test_unknown_drop_column_lists_the_columns(tmp_path):
+    with pytest.raises(ConfigError, match=r"'nope' is not a column.*Columns: id, fare____"):
+        run_ingest(str(TYPES), str(tmp_path), label="tip_binary", drop_columns=["nope"])
+
+
+def test_dropping_the_label_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="label"):
+        run_ingest(str(TYPES), str(tmp_path), label="tip_binary", drop_columns=["tip_binary"])
+
+
+def test_rerun_replaces_the_previous_output(tmp_path):
+    run_ingest(str(TYPES), str(tmp_path), label="tip_binary")
+    shutil.copy(TYPES, tmp_path / "copy.csv")
+    version = run_ingest(str(tmp_path / "copy.csv"), str(tmp_path), label="tip_binary")
+    assert len(list(tmp_path.glob("Split-*/data-*"))) == 2
+    assert sum(version["row_counts"].values()) == 60
+
+
+def test_ingested_taxi_fixture(ingested):
+    version = json.loads((ingested / keys.DATA_VERSION_FILE).read_text())
+    assert version["label"] == {"name": "big_tipper", "problem_type": "binary", "classes": ["0", "1"]}
+    # pickup_census_tract has no value in the first 3,000 trips.
+    assert version["dropped_columns"] == ["tips", "pickup_census_tract"]
+    assert "tips" not in version["columns"] and "pickup_census_tract" not in version["columns"]
+    assert sum(version["row_counts"].values()) == 3000
+    assert version["columns"]["fare"] == "FLOAT" and version["columns"]["company"] == "BYTES"
