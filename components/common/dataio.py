@@ -7,6 +7,7 @@ split folders, JSON side files or atomic writes.
 import json
 import os
 import posixpath
+import shutil
 import uuid
 from typing import Any, Dict, List
 
@@ -98,3 +99,23 @@ def write_json(uri: str, value: Any) -> None:
 
 def read_json(uri: str) -> Dict[str, Any]:
     return json.loads(read_text(uri))
+
+
+def list_files(root: str) -> List[str]:
+    """Paths of every file under ``root``, relative to it, sorted."""
+    if is_local(root):
+        base = local_path(root)
+        return sorted(os.path.relpath(os.path.join(folder, name), base)
+                      for folder, _, names in os.walk(base) for name in names)
+    prefix = root.rstrip("/") + "/"
+    return sorted(join(folder, name)[len(prefix):] for folder, _, names in gfile().walk(root) for name in names)
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copies one file between local paths or gfile URIs, creating the destination's folders."""
+    if is_local(src) and is_local(dst):
+        os.makedirs(os.path.dirname(local_path(dst)) or ".", exist_ok=True)
+        shutil.copyfile(local_path(src), local_path(dst))
+        return
+    gfile().makedirs(posixpath.dirname(dst) if not is_local(dst) else os.path.dirname(local_path(dst)))
+    gfile().copy(src, dst, overwrite=True)

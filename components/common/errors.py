@@ -30,3 +30,7 @@ class NotBlessedError(ProdmlError):
 
 class RegistryError(ProdmlError):
     """The model registry cannot be read or written."""
+
+
+class DeploymentError(ProdmlError):
+    """A Kubernetes deployment failed or did not become Ready (names namespace/name and the reason)."""

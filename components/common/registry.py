@@ -12,11 +12,12 @@ import shutil
 import uuid
 from typing import Callable, List, Optional
 
-from prodml.components.common import dataio
+from prodml.components.common import dataio, keys
 from prodml.components.common.errors import RegistryError
 
 _VERSION = re.compile(r"^[0-9]+$")
 STAGING_PREFIX = ".staging-"
+_WRITTEN_LAST = (keys.MODEL_CARD_MD, keys.MODEL_CARD_JSON)
 
 
 def model_root(registry_uri: str, model_name: str) -> str:
@@ -92,7 +93,14 @@ def _rename_no_overwrite(src: str, dst: str) -> None:
         return
     if dataio.gfile().exists(dst):
         raise FileExistsError(dst)
-    dataio.gfile().rename(src, dst, overwrite=False)
+    # Object stores have no folder rename (gfile's is a per-object copy on GCS, absent on some
+    # others): copy file by file, model cards last, so that a version with a model card is complete.
+    try:
+        for relative in sorted(dataio.list_files(src), key=lambda name: (name in _WRITTEN_LAST, name)):
+            dataio.copy_file(dataio.join(src, relative), dataio.join(dst, relative))
+    except BaseException:
+        _remove_tree(dst)
+        raise
 
 
 def _remove_tree(uri: str) -> None:

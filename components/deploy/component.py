@@ -28,8 +28,6 @@ def deploy(
 
     Args:
         pushed_model: The push step's output (metadata: pushed, version, pushed_destination).
-        deployment: The deployment record (namespace, name, URL, version, traffic percent).
-        deployment_card: The deployment as Markdown.
         namespace: Kubernetes namespace; empty skips deployment.
         isvc_name: InferenceService name; defaults to the model name.
         canary_traffic_percent: Traffic for the new version; below 100 rolls out as a canary.
@@ -39,6 +37,10 @@ def deploy(
         metadata_connection: ML Metadata connection; empty records nothing.
         pipeline_name: Pipeline context name in ML Metadata.
         run_id: Pipeline run context name in ML Metadata.
+
+    Returns:
+        deployment: The deployment record (namespace, name, URL, version, traffic percent).
+        deployment_card: The deployment as Markdown.
     """
     from prodml.components.common import lineage
     from prodml.components.common.task import run_component

@@ -34,11 +34,6 @@ def evaluate(
     Args:
         model: The candidate model.
         examples: The ingested (raw) examples; the eval split is used.
-        metrics: Scalar metrics (auc, accuracy, log_loss, precision, recall; or rmse, mae).
-        classification_metrics: Confusion matrix and ROC curve (classification only).
-        evaluation: evaluation.json with overall metrics, slices and the comparison with the pushed model.
-        blessing: blessing.json with the decision and its reasons.
-        report: The evaluation as Markdown, with metrics per slice.
         registry_uri: Registry holding the currently pushed model; empty skips that comparison.
         model_name: Model name in the registry.
         slice_feature: A raw feature to compute metrics per value of.
@@ -49,7 +44,12 @@ def evaluate(
         run_id: Pipeline run context name in ML Metadata.
 
     Returns:
-        Whether the candidate is blessed.
+        metrics: Scalar metrics (auc, accuracy, log_loss, precision, recall; or rmse, mae).
+        classification_metrics: Confusion matrix and ROC curve (classification only).
+        evaluation: evaluation.json with overall metrics, slices and the comparison with the pushed model.
+        blessing: blessing.json with the decision and its reasons.
+        report: The evaluation as Markdown, with metrics per slice.
+        Output: Whether the candidate is blessed.
     """
     from prodml.components.common import lineage
     from prodml.components.common.task import run_component

@@ -34,8 +34,6 @@ def push(
         blessing: The evaluator's decision.
         evaluation: The evaluation, for the model card.
         examples: The ingested examples, whose data version goes into the model card.
-        pushed_model: Points at the published version (metadata: pushed, version, pushed_destination).
-        model_card: The model card as Markdown.
         registry_uri: Registry root, a local path or a tf.io.gfile URI.
         model_name: Model name (a DNS-1123 label: it names the InferenceService too).
         namespace: Kubernetes namespace written into the InferenceService manifest.
@@ -45,7 +43,10 @@ def push(
         run_id: Pipeline run context name in ML Metadata.
 
     Returns:
-        Run summary: run_id, metrics, blessed, reasons, pushed (version and uri, or null), data_version.
+        pushed_model: Points at the published version (metadata: pushed, version, pushed_destination).
+        model_card: The model card as Markdown.
+        Output: Run summary: run_id, metrics, blessed, reasons, pushed (version and uri, or null),
+            data_version.
     """
     from prodml.components.common import dataio, keys, lineage
     from prodml.components.common.task import run_component
