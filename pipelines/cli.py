@@ -68,6 +68,32 @@ def _parser() -> argparse.ArgumentParser:
     lin.add_argument("--json", action="store_true")
     lin.set_defaults(handler=_lineage)
 
+    sub = commands.add_parser("submit", help="submit the pipeline to a Kubeflow Pipelines server (kfp.Client)",
+                              description="Creates a run, or a recurring run, of the training pipeline (or of "
+                                          "--package) on a Kubeflow Pipelines server and prints its URL.")
+    sub.add_argument("--host", default=None,
+                     help="KFP API endpoint, e.g. http://localhost:8080 (default $KF_PIPELINES_ENDPOINT)")
+    sub.add_argument("--existing-token", default=None,
+                     help="bearer token for kfp.Client (default $KF_PIPELINES_TOKEN, better: a flag shows in "
+                          "shell history); never stored")
+    sub.add_argument("--kube-context", default=None, help="kubeconfig context, when no host is given")
+    sub.add_argument("--namespace", default=None, help="your profile namespace (multi-user Kubeflow)")
+    sub.add_argument("--experiment", default="prodml", help="experiment to run in (created if needed)")
+    sub.add_argument("--run-name", default=None, help="default: '<pipeline name> <timestamp>'")
+    sub.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="pipeline parameter (repeatable); int, float, bool, list and dict values are JSON")
+    sub.add_argument("--package", default=None,
+                     help="compiled pipeline YAML (default: compile the training pipeline from the code)")
+    sub.add_argument("--recurring", default=None, metavar="CRON",
+                     help="create a recurring run on this cron schedule instead, e.g. '0 2 * * *'")
+    sub.add_argument("--upload", action="store_true",
+                     help="register the pipeline in KFP (new pipeline, or new version) and run that version")
+    sub.add_argument("--pipeline-name", default=None, help="with --upload; default: the name in the spec")
+    sub.add_argument("--version-name", default=None,
+                     help="with --upload, for a new version of an existing pipeline; default: name-timestamp")
+    sub.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
+    sub.set_defaults(handler=_submit)
+
     serve = commands.add_parser("serve", help="serve a pushed model with the KServe predictor")
     serve.add_argument("--model-name", required=True)
     serve.add_argument("--root", default=None)
@@ -128,6 +154,33 @@ def _lineage(args) -> int:
     root = prepare_root(args.root)
     report = model_lineage(root.metadata_connection, root.registry, args.model_name, args.version)
     print(json.dumps(report, default=str) if args.json else format_lineage(report))
+    return 0
+
+
+def _submit(args) -> int:
+    import dataclasses
+    import tempfile
+
+    from prodml.pipelines import submit
+
+    if (args.pipeline_name or args.version_name) and not args.upload:
+        raise ConfigError("--pipeline-name and --version-name name an upload: add --upload.")
+    with tempfile.TemporaryDirectory(prefix="prodml-submit-") as folder:
+        package = args.package or submit.default_package(folder)
+        arguments = submit.parse_arguments(args.param, submit.pipeline_parameters(package))
+        client = submit.connect(host=args.host, existing_token=args.existing_token, namespace=args.namespace,
+                                kube_context=args.kube_context)
+        result = submit.submit(client, package, arguments, namespace=args.namespace, experiment=args.experiment,
+                               run_name=args.run_name, cron=args.recurring, upload=args.upload,
+                               pipeline_name=args.pipeline_name, version_name=args.version_name, host=args.host)
+    if result.pipeline_url:
+        print(f"Pipeline version: {result.pipeline_url}")
+    if result.kind == "recurring_run":
+        print(f"Recurring run '{result.name}' ({result.cron}): {result.url}")
+    else:
+        print(f"Run '{result.name}': {result.url}")
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result), sort_keys=True))
     return 0
 
 

@@ -37,11 +37,17 @@ def compile_component(name: str, path: str) -> str:
 
 
 def compile_all(manifests_dir: str = REPO_MANIFESTS) -> List[str]:
-    """Compiles the pipeline and every component under ``manifests_dir``; returns the files written."""
+    """Compiles the pipeline and every component under ``manifests_dir``; returns the files written.
+
+    Beside each component YAML go its metadata.yaml (version, interface, verified libraries)
+    and README.md; see :mod:`prodml.pipelines.component_manifests`.
+    """
+    from prodml.pipelines.component_manifests import write_manifest
+
     written = [compile_pipeline(os.path.join(manifests_dir, "pipelines", "training_pipeline.yaml"))]
     for name in COMPONENTS:
-        written.append(compile_component(name, os.path.join(manifests_dir, "components", name,
-                                                              "component.yaml")))
+        path = compile_component(name, os.path.join(manifests_dir, "components", name, "component.yaml"))
+        written += write_manifest(name, COMPONENTS[name], path)
     return written
 
 

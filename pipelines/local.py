@@ -89,14 +89,19 @@ class ProgressStream(io.TextIOBase):
     def __init__(self, log_file: TextIO, terminal: TextIO, verbose: bool = False):
         self._log, self._terminal, self._verbose = log_file, terminal, verbose
         self._pending = ""
+        self._started: Dict[str, float] = {}
+        self.step_seconds: Dict[str, float] = {}
 
     def write(self, text: str) -> int:
         self._log.write(text)
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
-            if self._verbose or self._PROGRESS.search(line):
-                self._terminal.write(self._format(line) + "\n")
+            if self._PROGRESS.search(line):
+                formatted = self._format(line)
+                self._terminal.write((line if self._verbose else formatted) + "\n")
+            elif self._verbose:
+                self._terminal.write(line + "\n")
         self._terminal.flush()
         return len(text)
 
@@ -105,16 +110,18 @@ class ProgressStream(io.TextIOBase):
         self._terminal.flush()
 
     def _format(self, line: str) -> str:
-        if self._verbose:
-            return line
         line = self._ANSI.sub("", line).strip()
         match = re.search(r"Executing task '([\w-]+)'", line)
         if match:
+            self._started[match.group(1)] = time.perf_counter()
             return f"▶ {match.group(1)}"
         match = re.search(r"Task '([\w-]+)' finished with status (\w+)", line)
         if match:
-            mark = "✔" if match.group(2) == "SUCCESS" else "✘"
-            return f"{mark} {match.group(1)} {match.group(2).lower()}"
+            task, status = match.groups()
+            seconds = time.perf_counter() - self._started.get(task, time.perf_counter())
+            self.step_seconds[task] = round(seconds, 3)
+            mark = "✔" if status == "SUCCESS" else "✘"
+            return f"{mark} {task} {status.lower()} in {seconds:.1f}s"
         return "  " + line
 
 
@@ -149,14 +156,16 @@ def run_training(data_uri: str, label: str, model_name: str, root: Optional[str]
     previous_error_env = os.environ.get(ERROR_FILE_ENV)
     os.environ[ERROR_FILE_ENV] = error_file
     try:
-        with open(log_path, "w", encoding="utf-8") as log_file, \
-                contextlib.redirect_stdout(ProgressStream(log_file, progress, verbose)):
-            try:
-                task = training_pipeline(data_uri=data_uri, label=label, model_name=model_name,
-                                         registry_uri=local_root.registry,
-                                         metadata_connection=local_root.metadata_connection, **params)
-            except RuntimeError as e:
-                raise PipelineFailed(_failure_message(error_file, log_path, e)) from e
+        started = time.perf_counter()
+        with open(log_path, "w", encoding="utf-8") as log_file:
+            stream = ProgressStream(log_file, progress, verbose)
+            with contextlib.redirect_stdout(stream):
+                try:
+                    task = training_pipeline(data_uri=data_uri, label=label, model_name=model_name,
+                                             registry_uri=local_root.registry,
+                                             metadata_connection=local_root.metadata_connection, **params)
+                except RuntimeError as e:
+                    raise PipelineFailed(_failure_message(error_file, log_path, e)) from e
     finally:
         if previous_error_env is None:
             os.environ.pop(ERROR_FILE_ENV, None)
@@ -165,7 +174,8 @@ def run_training(data_uri: str, label: str, model_name: str, root: Optional[str]
         if os.path.exists(error_file):
             os.remove(error_file)
     summary = dict(task.output)
-    summary.update(metadata_db=local_root.metadata_db, log_file=log_path, registry=local_root.registry)
+    summary.update(metadata_db=local_root.metadata_db, log_file=log_path, registry=local_root.registry,
+                   step_seconds=stream.step_seconds, total_seconds=round(time.perf_counter() - started, 3))
     return summary
 
 

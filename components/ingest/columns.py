@@ -17,6 +17,9 @@ log = get_logger(__name__)
 VALID_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/]*\Z")
 _INVALID_CHAR = re.compile(r"[^A-Za-z0-9_.\-/]")
 _INT64_MAX = 2 ** 63 - 1
+# A column's kind is decided from its first present values, as CSV readers do; a later value
+# that does not fit is an error naming its row, rather than silently turning the column to text.
+INFER_VALUES = 1000
 
 
 def sanitise(name: str) -> str:
@@ -46,8 +49,8 @@ def sanitise_names(header: List[object], uri: str) -> List[str]:
 
 
 def infer_kind(values: pd.Series) -> str:
-    """INT if every present value is an integer literal, FLOAT if every one is a number, else BYTES."""
-    present = values.dropna()
+    """INT if the first INFER_VALUES present values are integer literals, FLOAT if numbers, else BYTES."""
+    present = values.dropna().iloc[:INFER_VALUES]
     if present.empty:
         return keys.BYTES
     numbers = pd.to_numeric(present, errors="coerce")
@@ -58,7 +61,7 @@ def infer_kind(values: pd.Series) -> str:
     return keys.FLOAT
 
 
-def to_arrow(values: pd.Series, name: str, kind: str, where, decided_from: int):
+def to_arrow(values: pd.Series, name: str, kind: str, where):
     """The column as a flat nullable Arrow array of its kind (int64, float32 or binary).
 
     ``where(i)`` names row ``i`` in the file; a value that does not fit ``kind`` raises an
@@ -72,7 +75,7 @@ def to_arrow(values: pd.Series, name: str, kind: str, where, decided_from: int):
     missing = numbers.isna().to_numpy()
     bad = missing & values.notna().to_numpy()
     if bad.any():
-        _raise_bad_value(values, name, kind, np.flatnonzero(bad)[0], where, decided_from,
+        _raise_bad_value(values, name, kind, np.flatnonzero(bad)[0], where,
                          "a number" if kind == keys.FLOAT else "an integer")
     if kind == keys.FLOAT:
         return pa.array(numbers.to_numpy(dtype=np.float32, na_value=np.nan), mask=missing)
@@ -80,16 +83,16 @@ def to_arrow(values: pd.Series, name: str, kind: str, where, decided_from: int):
         floats = numbers.to_numpy(dtype=np.float64, na_value=0.0)
         bad = (floats != np.floor(floats)) | (np.abs(floats) > _INT64_MAX)
         if bad.any():
-            _raise_bad_value(values, name, kind, np.flatnonzero(bad)[0], where, decided_from,
+            _raise_bad_value(values, name, kind, np.flatnonzero(bad)[0], where,
                              "an integer")
         numbers = floats
     return pa.array(np.asarray(numbers, dtype=np.int64), mask=missing)
 
 
-def _raise_bad_value(values, name, kind, i, where, decided_from, expected):
+def _raise_bad_value(values, name, kind, i, where, expected):
     hint = (" If the column holds decimals, write one with a decimal point (e.g. '3.0') among its "
             "first rows so that it is read as FLOAT." if kind == keys.INT else "")
     raise InputDataError(
-        f"Column '{name}' holds {kind} values (decided from the first {decided_from:,} rows), but "
+        f"Column '{name}' holds {kind} values (decided from its first {INFER_VALUES:,} values), but "
         f"{where(i)} has {values.iloc[i]!r}, which is not {expected}. Correct the value, leave the "
         f"cell empty for a missing value, or pass '{name}' in drop_columns.{hint}")

@@ -1,7 +1,7 @@
 """Ingest: a CSV or Parquet dataset becomes hash-split, gzipped tf.Example files.
 
-Reads the data in chunks (never the whole file at once), decides each column's kind from the
-first chunk and enforces it on the rest, and records what was read in ``data_version.json``,
+Reads the data in chunks (never the whole file at once), decides each column's kind from its
+first values and enforces it on every row, and records what was read in ``data_version.json``,
 which is written last: a failed ingest leaves no ``data_version.json``.
 """
 
@@ -32,7 +32,7 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
         problem_type: ``auto``, ``binary``, ``multiclass`` or ``regression``.
         drop_columns: columns to leave out (not the label).
         split_ratios: ``{split: ratio}`` with at least ``train`` and ``eval``; normalised.
-        chunk_rows: rows read at a time; the first chunk decides the column kinds.
+        chunk_rows: rows read at a time; the first present values of each column decide its kind.
 
     Returns:
         The data_version dict (see DEVELOPERS.md, "examples"). A column without any value is
@@ -59,7 +59,7 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
         tracker = labels.LabelTracker(label_name, kinds[label_name], source)
         writer = splits.SplitWriter(output_dir, list(ratios))
         try:
-            total, filled = _write_chunks(itertools.chain([first], chunks), kinds, len(first.frame),
+            total, filled = _write_chunks(itertools.chain([first], chunks), kinds,
                                           tracker, ratios, writer)
             writer.close()
             label_block = tracker.block(problem_type)
@@ -98,7 +98,7 @@ def _decide_columns(frame, label: str, drop_columns: Iterable[str]):
         raise ConfigError(f"drop_columns {list(drop_columns)} includes the label '{label_name}'; "
                           "the label cannot be dropped.")
     kinds = {n: columns.infer_kind(frame[n]) for n in names if n not in dropped}
-    log.info("Columns from the first %d rows: %s", len(frame),
+    log.info("Columns (kinds from their first values): %s",
              ", ".join(f"{n}:{k}" for n, k in kinds.items()))
     for name in kinds:
         if frame[name].isna().all():
@@ -107,14 +107,14 @@ def _decide_columns(frame, label: str, drop_columns: Iterable[str]):
     return label_name, dropped, kinds
 
 
-def _write_chunks(chunks, kinds: Dict[str, str], decided_from: int, tracker: labels.LabelTracker,
+def _write_chunks(chunks, kinds: Dict[str, str], tracker: labels.LabelTracker,
                   ratios: Dict[str, float], writer: splits.SplitWriter) -> Tuple[int, Set[str]]:
     """Writes every chunk; returns the number of rows and the columns that had a value."""
     split_names = list(ratios)
     total, next_log, filled = 0, LOG_EVERY_ROWS, set()
     for chunk in chunks:
         frame = chunk.frame
-        arrays = {n: columns.to_arrow(frame[n], n, kind, chunk.where, decided_from)
+        arrays = {n: columns.to_arrow(frame[n], n, kind, chunk.where)
                   for n, kind in kinds.items()}
         tracker.update(frame[tracker.name], chunk.where)
         filled.update(n for n, array in arrays.items() if array.null_count < len(array))

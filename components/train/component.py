@@ -30,7 +30,6 @@ def train(
     Args:
         transform_graph: The TFT transform graph.
         transformed_examples: Transformed examples per split.
-        model: The exported SavedModel plus prodml_model.json.
         trainer_module: A Python file defining run_fn(fn_args) -> tf_keras.Model; empty uses the default model.
         epochs: Maximum training epochs.
         batch_size: Training batch size.
@@ -39,6 +38,9 @@ def train(
         metadata_connection: ML Metadata connection; empty records nothing.
         pipeline_name: Pipeline context name in ML Metadata.
         run_id: Pipeline run context name in ML Metadata.
+
+    Returns:
+        model: The exported SavedModel plus prodml_model.json.
     """
     from prodml.components.common import lineage
     from prodml.components.common.task import run_component

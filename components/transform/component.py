@@ -29,13 +29,15 @@ def transform(
     Args:
         examples: The ingested examples.
         schema: The schema from validate.
-        transform_graph: The TFT transform graph (transform_fn/, transformed_metadata/) and label_info.json.
-        transformed_examples: Transformed tf.Example records per split.
         preprocessing_module: A Python file defining preprocessing_fn(inputs); empty generates a default.
         beam_args: Beam pipeline options, e.g. ["--runner=DataflowRunner", "--project=P", "--region=R"].
         metadata_connection: ML Metadata connection; empty records nothing.
         pipeline_name: Pipeline context name in ML Metadata.
         run_id: Pipeline run context name in ML Metadata.
+
+    Returns:
+        transform_graph: The TFT transform graph (transform_fn/, transformed_metadata/) and label_info.json.
+        transformed_examples: Transformed tf.Example records per split.
     """
     from prodml.components.common import lineage
     from prodml.components.common.task import run_component

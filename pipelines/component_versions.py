@@ -1,0 +1,34 @@
+"""The released version of each component, and the libraries its README says it was verified with.
+
+Versions are semantic and describe the component's interface (its inputs and outputs):
+bump the major version when an input or output is removed, renamed or retyped, or a
+required input is added; the minor version when an optional input or an output is added;
+the patch version for any other change worth releasing. Then run ``make compile``, which
+rewrites ``manifests/components/<name>/`` (component.yaml, metadata.yaml, README.md).
+``tests/test_component_manifests.py`` fails when the interface changed but the version did not.
+"""
+
+VERSIONS = {
+    "ingest": "1.0.0",
+    "validate": "1.0.0",
+    "transform": "1.0.0",
+    "train": "1.0.0",
+    "evaluate": "1.0.0",
+    "push": "1.0.0",
+    "deploy": "1.0.0",
+}
+
+STABILITY = {name: "beta" for name in VERSIONS}
+
+# Every component body records lineage (ml-metadata) and runs under kfp's executor.
+_COMMON = ("kfp", "ml-metadata", "tensorflow")
+# The distributions whose installed versions metadata.yaml records as "verified with".
+DEPENDENCIES = {
+    "ingest": _COMMON + ("pandas", "pyarrow"),
+    "validate": _COMMON + ("tensorflow-data-validation", "tensorflow-metadata", "apache-beam"),
+    "transform": _COMMON + ("tensorflow-transform", "tfx-bsl", "apache-beam"),
+    "train": _COMMON + ("tensorflow-transform", "tf-keras"),
+    "evaluate": _COMMON + ("tensorflow-transform", "scikit-learn"),
+    "push": _COMMON,
+    "deploy": _COMMON + ("kubernetes",),
+}
