@@ -173,9 +173,20 @@ def run_training(data_uri: str, label: str, model_name: str, root: Optional[str]
             os.environ[ERROR_FILE_ENV] = previous_error_env
         if os.path.exists(error_file):
             os.remove(error_file)
-    summary = dict(task.output)
+    summary = _restore_integers(dict(task.output))
     summary.update(metadata_db=local_root.metadata_db, log_file=log_path, registry=local_root.registry,
                    step_seconds=stream.step_seconds, total_seconds=round(time.perf_counter() - started, 3))
+    return summary
+
+
+def _restore_integers(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """KFP passes dict outputs as protobuf Structs, whose numbers are all floats; counts are ints."""
+    if summary.get("pushed"):
+        summary["pushed"]["version"] = int(summary["pushed"]["version"])
+    data_version = summary.get("data_version") or {}
+    data_version["row_counts"] = {k: int(v) for k, v in data_version.get("row_counts", {}).items()}
+    if "example_count" in summary.get("metrics", {}):
+        summary["metrics"]["example_count"] = int(summary["metrics"]["example_count"])
     return summary
 
 

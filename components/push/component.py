@@ -55,7 +55,7 @@ def push(
     def body() -> dict:
         result = run_push(model_dir=model.path, blessing_dir=blessing.path, evaluation_dir=evaluation.path,
                           examples_dir=examples.path, registry_uri=registry_uri, model_name=model_name,
-                          run_id=run_id, parameters=parameters, namespace=namespace)
+                          run_id=run_id, parameters=parameters, namespace=namespace or "default")
         with open(model_card.path, "w", encoding="utf-8") as f:
             f.write(result["model_card"])
         pushed_model.metadata.update({"pushed": result["pushed"], "version": result["version"] or 0,
