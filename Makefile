@@ -30,10 +30,10 @@ demo: setup
 test: setup test-runtime test-serving
 
 test-runtime: $(RUNTIME)/.synced
-	$(RUNTIME)/bin/python -m pytest -q -m "not serving"
+	$(RUNTIME)/bin/python -m pytest -q -m "not serving" --ignore=tests/serving
 
 test-serving: $(SERVING)/.synced $(RUNTIME)/.synced
-	$(SERVING)/bin/python -m pytest -q -m serving -p no:cacheprovider
+	$(SERVING)/bin/python -m pytest -q -m serving tests/serving
 
 compile: $(RUNTIME)/.synced
 	$(RUNTIME)/bin/prodml compile
