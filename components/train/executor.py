@@ -1,0 +1,142 @@
+"""Train: fits a tf_keras model on the transformed examples and exports it for serving.
+
+The model comes from the user's trainer module (``run_fn(fn_args) -> tf_keras.Model``) or from
+``default_model``. Training is seeded and deterministic on CPU. The exported SavedModel embeds
+the transform graph (see ``export``); ``prodml_model.json`` beside it describes it.
+"""
+
+import contextlib
+import time
+from typing import Any, Dict, Optional
+
+from prodml.components.common import dataio, keys, schemas
+from prodml.components.common.errors import ConfigError, InputDataError
+from prodml.components.common.logs import get_logger, silence_tensorflow, step
+from prodml.components.common.user_modules import load_function
+
+log = get_logger(__name__)
+
+
+def run_train(transform_graph_dir: str, transformed_examples_dir: str, model_dir: str,
+              trainer_module: str = "", epochs: int = 10, batch_size: int = 256, seed: int = 42,
+              hyperparameters: Optional[Dict[str, Any]] = None) -> dict:
+    """Trains, exports the SavedModel to ``model_dir`` and writes ``prodml_model.json``.
+
+    Args:
+        transform_graph_dir: transform graph artifact (``tft.TFTransformOutput`` folder with
+            ``label_info.json``).
+        transformed_examples_dir: ``Split-train/`` and ``Split-eval/`` transformed examples.
+        model_dir: output folder: SavedModel, ``prodml_model.json`` and ``label_info.json``.
+        trainer_module: path or URI of a Python file defining ``run_fn(fn_args)`` (see
+            ``fn_args.FnArgs``); empty for ``default_model``.
+        epochs: maximal number of epochs.
+        batch_size: examples per batch.
+        seed: seed of every random choice; the same inputs give the same model.
+        hyperparameters: given to ``run_fn`` as ``fn_args.hyperparameters``; for the default
+            model, overrides of ``default_model.HYPERPARAMETERS``.
+
+    Returns:
+        ``{"metrics": {"train_loss", "eval_loss", ...}, "epochs_run": n, "train_seconds": s,
+        "trainer": "default" or the module path}``.
+    """
+    silence_tensorflow()
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tf_keras
+
+    from prodml.components.train import default_model, export
+    from prodml.components.train.fn_args import FnArgs
+
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError(f"epochs ({epochs}) and batch_size ({batch_size}) must be at least 1.")
+    label_info = dataio.read_json(dataio.join(transform_graph_dir, keys.LABEL_INFO_FILE))
+    tft_output = tft.TFTransformOutput(transform_graph_dir)
+    fn_args = FnArgs(
+        train_files=dataio.split_files(transformed_examples_dir, keys.TRAIN),
+        eval_files=dataio.split_files(transformed_examples_dir, keys.EVAL),
+        transform_output=transform_graph_dir,
+        transformed_feature_spec=tft_output.transformed_feature_spec(),
+        label=label_info["name"], problem_type=label_info["problem_type"],
+        classes=label_info.get("classes"), epochs=epochs, batch_size=batch_size, seed=seed,
+        hyperparameters=dict(hyperparameters or {}))
+    run_fn = load_function(trainer_module, "run_fn") if trainer_module else default_model.run_fn
+
+    tf_keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    start = time.perf_counter()
+    with _label_errors(fn_args.label, fn_args.classes, transformed_examples_dir):
+        with step(log, f"train ({trainer_module or 'default model'}, up to {epochs} epochs)"):
+            model = run_fn(fn_args)
+        train_seconds = time.perf_counter() - start
+        if not isinstance(model, tf_keras.Model):
+            raise ConfigError(f"run_fn in {trainer_module} returned {type(model).__name__}; it "
+                              "must return the trained tf_keras.Model.")
+        metrics = _final_metrics(model, fn_args, export.predictions)
+    history = _history(model)
+
+    raw_kinds = {name: kind for name, kind in schemas.feature_kinds(tft_output.raw_metadata.schema).items()
+                 if name != fn_args.label}
+    with step(log, f"export to {model_dir}"):
+        signatures = export.export_model(model, tft_output, raw_kinds, label_info, model_dir)
+    params = {"trainer_module": trainer_module or "default", "epochs": epochs,
+              "batch_size": batch_size, "seed": seed, "hyperparameters": fn_args.hyperparameters}
+    dataio.write_json(dataio.join(model_dir, keys.MODEL_INFO_FILE), {
+        "label": label_info, "raw_features": raw_kinds, "signatures": signatures,
+        "params": params, "history": history, "metrics": metrics})
+    dataio.write_json(dataio.join(model_dir, keys.LABEL_INFO_FILE), label_info)
+    log.info("trained in %.1fs: %s", train_seconds,
+             ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return {"metrics": metrics, "epochs_run": len(history.get("loss", [])) or None,
+            "train_seconds": round(train_seconds, 3), "trainer": trainer_module or "default"}
+
+
+@contextlib.contextmanager
+def _label_errors(label: str, classes, examples_dir: str):
+    """Turns the input pipeline's label check failure into an error saying what to do."""
+    import tensorflow as tf
+
+    from prodml.components.train.fn_args import BAD_LABEL
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        if BAD_LABEL.format(label=label) not in str(e):
+            raise
+        raise InputDataError(
+            f"The transformed label '{label}' in {examples_dir} is missing on some rows or holds "
+            f"a value outside the classes {classes} of data_version.json. Re-run ingest, "
+            "transform and train on data whose every row has a label.") from e
+
+
+def _history(model) -> Dict[str, list]:
+    history = getattr(getattr(model, "history", None), "history", None) or {}
+    return {name: [float(v) for v in values] for name, values in history.items()}
+
+
+def _final_metrics(model, fn_args, predictions) -> Dict[str, float]:
+    """Loss of the final model on train and eval, plus eval AUC or accuracy.
+
+    The same losses for every model, whatever the trainer module compiled, so runs compare.
+    """
+    import tf_keras
+
+    problem_type = fn_args.problem_type
+    losses = {keys.BINARY: tf_keras.metrics.BinaryCrossentropy,
+              keys.MULTICLASS: tf_keras.metrics.SparseCategoricalCrossentropy,
+              keys.REGRESSION: tf_keras.metrics.MeanSquaredError}[problem_type]
+    extra = {keys.BINARY: ("eval_auc", lambda: tf_keras.metrics.AUC(num_thresholds=1000)),
+             keys.MULTICLASS: ("eval_accuracy", tf_keras.metrics.SparseCategoricalAccuracy),
+             keys.REGRESSION: ("eval_rmse", tf_keras.metrics.RootMeanSquaredError)}[problem_type]
+    result = {}
+    for split, files in ((keys.TRAIN, fn_args.train_files), (keys.EVAL, fn_args.eval_files)):
+        metrics = {f"{split}_loss": losses()}
+        if split == keys.EVAL:
+            metrics[extra[0]] = extra[1]()
+        for features, label in fn_args.dataset(files):
+            predicted = predictions(model, features, problem_type)
+            if problem_type != keys.MULTICLASS:  # Keras loss metrics average over the last axis
+                label, predicted = label[:, None], predicted[:, None]
+            for metric in metrics.values():
+                metric.update_state(label, predicted)
+        result.update({name: float(metric.result()) for name, metric in metrics.items()})
+    return result

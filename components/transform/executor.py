@@ -1,0 +1,187 @@
+"""Transform: fits the preprocessing on the train split and applies it to every split.
+
+One Beam pipeline reads the examples with tfx_bsl, runs ``tft_beam.AnalyzeAndTransformDataset``
+on train and ``tft_beam.TransformDataset`` on the other splits, and writes the transform graph
+(a ``tft.TFTransformOutput`` folder) and the transformed examples (gzipped ``tf.Example``).
+"""
+
+import shlex
+from typing import Callable, Mapping, Sequence, Union
+
+from prodml.components.common import dataio, keys, schemas
+from prodml.components.common.errors import ConfigError, InputDataError
+from prodml.components.common.logs import get_logger, silence_tensorflow, step
+from prodml.components.common.user_modules import load_function
+
+log = get_logger(__name__)
+
+DEFAULT_BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory",
+                     "--direct_num_workers=1")
+RAW_METADATA_DIR = "metadata"  # where tft.TFTransformOutput.raw_metadata looks
+TEMP_DIR = ".tft_tmp"
+_ROWS_COUNTER = "rows_{}"
+
+
+def run_transform(examples_dir: str, schema_dir: str, transform_graph_dir: str,
+                  transformed_examples_dir: str, preprocessing_module: str = "",
+                  beam_args: Union[Sequence[str], str] = ()) -> dict:
+    """Fits the preprocessing on train, writes the transform graph and transformed splits.
+
+    Args:
+        examples_dir: examples artifact (``Split-<name>/`` folders and ``data_version.json``).
+        schema_dir: schema artifact (``schema.pbtxt``).
+        transform_graph_dir: output ``tft.TFTransformOutput`` folder, plus ``label_info.json``
+            and the raw schema under ``metadata/``.
+        transformed_examples_dir: output ``Split-<name>/data-*.tfrecord.gz`` folders.
+        preprocessing_module: path or URI of a Python file defining ``preprocessing_fn(inputs)``;
+            empty for the default preprocessing (see ``default_preprocessing``). If its
+            outputs lack the label, the label is encoded as in the default.
+        beam_args: Beam pipeline options, e.g. ``["--runner=DataflowRunner", "--project=p"]``
+            (a string is split like a shell command line); the default is the in-memory
+            DirectRunner.
+
+    Returns:
+        ``{"features": [transformed feature names], "rows": {split: n}, "preprocessing":
+        "default" or the module path}``.
+    """
+    silence_tensorflow()
+    label_info = dataio.read_json(dataio.join(examples_dir, keys.DATA_VERSION_FILE))["label"]
+    schema = schemas.load_schema(schema_dir)
+    kinds = schemas.feature_kinds(schema)
+    if label_info["name"] not in kinds:
+        raise InputDataError(f"The label '{label_info['name']}' is not a feature of the schema in "
+                             f"{schema_dir}: validate the examples that ingest wrote with that label.")
+    splits = dataio.list_splits(examples_dir)
+    if keys.TRAIN not in splits:
+        raise InputDataError(f"No '{keys.SPLIT_PREFIX}{keys.TRAIN}' folder in {examples_dir}: "
+                             "transform fits on the train split.")
+    if preprocessing_module:
+        preprocessing_fn = _user_preprocessing_fn(preprocessing_module, label_info)
+    else:
+        from prodml.components.transform.default_preprocessing import make_preprocessing_fn
+
+        preprocessing_fn = make_preprocessing_fn(kinds, label_info)
+
+    with step(log, f"transform {', '.join(splits)} ({preprocessing_module or 'default'})"):
+        features, rows = _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info,
+                                       transform_graph_dir, transformed_examples_dir,
+                                       preprocessing_module, beam_args)
+    _write_side_files(schema, label_info, transform_graph_dir)
+    log.info("transformed %s rows into %d features", rows, len(features))
+    return {"features": features, "rows": rows,
+            "preprocessing": preprocessing_module or "default"}
+
+
+def _user_preprocessing_fn(module_file: str, label_info: Mapping) -> Callable:
+    from prodml.components.transform.default_preprocessing import encode_label
+
+    user_fn = load_function(module_file, "preprocessing_fn")
+    label = label_info["name"]
+
+    def preprocessing_fn(inputs):
+        outputs = dict(user_fn(dict(inputs)))
+        if label not in outputs:
+            outputs[label] = encode_label(inputs[label], label_info)
+        return outputs
+
+    return preprocessing_fn
+
+
+def _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info, graph_dir,
+                  output_dir, module_file, beam_args):
+    import apache_beam as beam
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tfx_bsl.public import tfxio
+
+    temp_dir = dataio.join(graph_dir, TEMP_DIR)
+    if isinstance(beam_args, str):
+        beam_args = shlex.split(beam_args)
+    try:
+        pipeline = beam.Pipeline(options=PipelineOptions([*DEFAULT_BEAM_ARGS, *beam_args]))
+    except ValueError as e:
+        raise ConfigError(f"beam_args {list(beam_args)} are not valid Beam options: {e}") from e
+    with tft_beam.Context(temp_dir=temp_dir):
+        raw = {}
+        for split in splits:
+            source = tfxio.TFExampleRecord(file_pattern=dataio.split_files(examples_dir, split),
+                                           schema=schema, telemetry_descriptors=["prodml"])
+            raw[split] = (pipeline | f"Read[{split}]" >> source.BeamSource(),
+                          source.TensorAdapterConfig())
+        try:
+            (train_data, metadata), transform_fn = (
+                raw[keys.TRAIN] | "AnalyzeAndTransform[train]"
+                >> tft_beam.AnalyzeAndTransformDataset(preprocessing_fn,
+                                                       output_record_batches=True))
+        except Exception as e:
+            if not module_file:
+                raise
+            raise ConfigError(f"preprocessing_fn in {module_file} failed: {type(e).__name__}: {e}. "
+                              "Fix the function and run again.") from e
+        _check_label(metadata.dataset_metadata.schema, label_info, module_file)
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(graph_dir)
+        for split in splits:
+            if split == keys.TRAIN:
+                data = train_data
+            else:
+                data, _ = ((raw[split], transform_fn) | f"Transform[{split}]"
+                           >> tft_beam.TransformDataset(output_record_batches=True))
+            _write_examples((data, metadata), split, output_dir)
+        result = pipeline.run()
+        result.wait_until_finish()
+    if dataio.exists(temp_dir):
+        dataio.gfile().rmtree(temp_dir)
+    features = sorted(f.name for f in metadata.dataset_metadata.schema.feature)
+    return features, {split: _counted_rows(result, split) for split in splits}
+
+
+def _write_examples(dataset, split: str, output_dir: str) -> None:
+    import apache_beam as beam
+    import tensorflow_transform.beam as tft_beam
+
+    counter = beam.metrics.Metrics.counter("prodml", _ROWS_COUNTER.format(split))
+
+    def count(example):
+        counter.inc()
+        return example
+
+    _ = (dataset
+         | f"Encode[{split}]" >> tft_beam.EncodeTransformedDataset()
+         | f"Count[{split}]" >> beam.Map(count)
+         | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+             dataio.join(dataio.split_dir(output_dir, split), "data"),
+             file_name_suffix=".tfrecord.gz",
+             compression_type=beam.io.filesystem.CompressionTypes.GZIP))
+
+
+def _counted_rows(result, split: str) -> int:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    query = result.metrics().query(MetricsFilter().with_name(_ROWS_COUNTER.format(split)))
+    counters = query["counters"]
+    return int(sum((c.committed if c.committed is not None else c.attempted) for c in counters))
+
+
+def _check_label(transformed_schema, label_info: Mapping, module_file: str) -> None:
+    """A user preprocessing_fn may output the label itself; it must keep the contract."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    label = label_info["name"]
+    kind = {f.name: f.type for f in transformed_schema.feature}.get(label)
+    expected = schema_pb2.FLOAT if label_info["problem_type"] == keys.REGRESSION else schema_pb2.INT
+    if kind != expected:
+        raise ConfigError(
+            f"preprocessing_fn in {module_file or 'the default preprocessing'} outputs the label "
+            f"'{label}' as {schema_pb2.FeatureType.Name(kind) if kind else 'nothing'}; a "
+            f"{label_info['problem_type']} label must be "
+            f"{'a float32 value' if expected == schema_pb2.FLOAT else 'an int64 class index'}. "
+            "Return it encoded that way, or leave it out and prodml encodes it.")
+
+
+def _write_side_files(schema, label_info: Mapping, graph_dir: str) -> None:
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
+                               dataio.join(graph_dir, RAW_METADATA_DIR))
+    dataio.write_json(dataio.join(graph_dir, keys.LABEL_INFO_FILE), dict(label_info))
+

@@ -1,0 +1,168 @@
+"""Transform: the default preprocessing on the session's taxi examples, user modules, errors."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from prodml.components.common import dataio, keys
+from prodml.components.common.errors import ConfigError
+from prodml.components.transform.executor import run_transform
+
+USER_MODULES = pathlib.Path(__file__).parent.parent / "testdata" / "user_modules"
+LABEL = "big_tipper"
+
+
+def read_split(folder, split, spec):
+    """All examples of a split as ``{name: np.ndarray}`` (VarLen features as lists of values)."""
+    import tensorflow as tf
+
+    files = dataio.split_files(str(folder), split)
+    columns = {name: [] for name in spec}
+    for records in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024):
+        parsed = tf.io.parse_example(records, spec)
+        for name, value in parsed.items():
+            if isinstance(value, tf.SparseTensor):
+                columns[name] += _sparse_rows(value)
+            else:
+                columns[name] += list(value.numpy())
+    return {name: values if isinstance(spec[name], tf.io.VarLenFeature) else np.array(values)
+            for name, values in columns.items()}
+
+
+def _sparse_rows(value):
+    rows = [[] for _ in range(int(value.dense_shape[0]))]
+    for (row, _), v in zip(value.indices.numpy(), value.values.numpy()):
+        rows[row].append(v)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tft_output(transformed):
+    import tensorflow_transform as tft
+
+    return tft.TFTransformOutput(str(transformed[0]))
+
+
+def test_graph_has_the_default_features(tft_output, validated):
+    import tensorflow as tf
+
+    from prodml.components.common import schemas
+
+    spec = tft_output.transformed_feature_spec()
+    kinds = schemas.feature_kinds(schemas.load_schema(str(validated[1])))
+    for name, kind in kinds.items():
+        if name == LABEL:
+            continue
+        if kind == keys.BYTES:
+            assert spec[name] == tf.io.FixedLenFeature([], tf.int64), name
+            assert tft_output.num_buckets_for_transformed_feature(name) >= 2, name
+        else:
+            assert spec[name] == tf.io.FixedLenFeature([], tf.float32), name
+            assert spec[f"{name}_missing"] == tf.io.FixedLenFeature([], tf.float32), name
+    assert spec[LABEL] == tf.io.FixedLenFeature([], tf.int64)
+    assert b"Cash" in tft_output.vocabulary_by_name("payment_type")
+    assert tft_output.raw_feature_spec().keys() == kinds.keys()
+
+
+def test_label_info_is_copied(transformed, ingested):
+    label = dataio.read_json(str(ingested / keys.DATA_VERSION_FILE))["label"]
+    assert dataio.read_json(str(transformed[0] / keys.LABEL_INFO_FILE)) == label
+
+
+def test_transformed_examples_match_the_raw_ones(transformed, ingested, tft_output):
+    raw_spec = tft_output.raw_feature_spec()
+    spec = tft_output.transformed_feature_spec()
+    row_counts = dataio.read_json(str(ingested / keys.DATA_VERSION_FILE))["row_counts"]
+    for split in (keys.TRAIN, keys.EVAL):
+        raw = read_split(ingested, split, raw_spec)
+        out = read_split(transformed[1], split, spec)
+        assert len(out[LABEL]) == len(raw[LABEL]) == row_counts[split]
+        # Beam does not keep the order: compare distributions, and missing-ness per feature.
+        assert sorted(out[LABEL]) == sorted(int(v[0]) for v in raw[LABEL])
+        for name in ("dropoff_latitude", "trip_start_hour"):
+            n_missing = sum(1 for v in raw[name] if not v)
+            assert out[f"{name}_missing"].sum() == n_missing
+        if split == keys.TRAIN:
+            for name in ("fare", "trip_start_timestamp", "dropoff_latitude"):
+                assert abs(out[name].mean()) < 1e-3 and abs(out[name].std() - 1) < 1e-2, name
+
+
+def test_missing_numbers_get_the_mean_and_strings_a_vocabulary_index(transformed, tft_output):
+    out = read_split(transformed[1], keys.TRAIN, tft_output.transformed_feature_spec())
+    missing = out["dropoff_latitude_missing"] == 1.0
+    assert missing.any() and (~missing).any()
+    # The mean imputed before z-scoring is the z-score 0 (up to the variance change).
+    assert np.unique(out["dropoff_latitude"][missing]).size == 1
+    assert abs(out["dropoff_latitude"][missing][0]) < 1e-3
+    assert out["payment_type"].min() >= 0
+    assert out["payment_type"].max() < tft_output.num_buckets_for_transformed_feature("payment_type")
+
+
+def test_encode_label_maps_values_to_class_indexes():
+    import tensorflow as tf
+
+    from prodml.components.transform.default_preprocessing import encode_label
+
+    def sparse(values, dtype):  # None is a missing value
+        rows = [[i, 0] for i, v in enumerate(values) if v is not None]
+        return tf.SparseTensor(tf.constant(rows or tf.zeros([0, 2]), tf.int64),
+                               tf.constant([v for v in values if v is not None], dtype),
+                               [len(values), 1])
+
+    binary = {"name": "y", "problem_type": keys.BINARY, "classes": ["0", "1"]}
+    assert encode_label(sparse([1, 0, 7, None], tf.int64), binary).numpy().tolist() == [1, 0, -1, -1]
+    colors = {"name": "y", "problem_type": keys.MULTICLASS, "classes": ["blue", "green", "red"]}
+    assert encode_label(sparse([b"red", b"blue", None, b"pink"], tf.string),
+                        colors).numpy().tolist() == [2, 0, -1, -1]
+    floats = {"name": "y", "problem_type": keys.MULTICLASS, "classes": ["1.0", "2.0", "3.0"]}
+    assert encode_label(sparse([3.0, 1.0, 2.5], tf.float32), floats).numpy().tolist() == [2, 0, -1]
+    value = {"name": "y", "problem_type": keys.REGRESSION, "classes": None}
+    encoded = encode_label(sparse([3, None], tf.int64), value)
+    assert encoded.dtype == tf.float32 and encoded[0] == 3.0 and np.isnan(encoded[1])
+
+
+def test_user_preprocessing_module_is_used(tmp_path, ingested, validated):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    module = str(USER_MODULES / "preprocessing.py")
+    result = run_transform(examples_dir=str(ingested), schema_dir=str(validated[1]),
+                           transform_graph_dir=str(tmp_path / "graph"),
+                           transformed_examples_dir=str(tmp_path / "examples"),
+                           preprocessing_module=module)
+    assert result["preprocessing"] == module
+    assert result["features"] == sorted(["log_fare", "trip_miles", "payment_type", LABEL])
+    row_counts = dataio.read_json(str(ingested / keys.DATA_VERSION_FILE))["row_counts"]
+    assert result["rows"] == row_counts
+    spec = tft.TFTransformOutput(str(tmp_path / "graph")).transformed_feature_spec()
+    assert spec[LABEL] == tf.io.FixedLenFeature([], tf.int64)  # encoded by prodml
+    out = read_split(tmp_path / "examples", keys.EVAL, spec)
+    assert 0 <= out["trip_miles"].min() and set(np.unique(out[LABEL])) <= {0, 1}
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "does not exist"),
+    ("def transform(inputs):\n    return inputs\n", "does not define a function preprocessing_fn"),
+    ("import not_a_module_anywhere\n", "failed to import"),
+    ("def preprocessing_fn(inputs):\n    return {'big_tipper': inputs['payment_type']}\n",
+     "outputs the label 'big_tipper' as"),
+])
+def test_bad_preprocessing_module_names_the_file(tmp_path, ingested, validated, content, problem):
+    module = tmp_path / "my_preprocessing.py"
+    if content is not None:
+        module.write_text(content)
+    with pytest.raises(ConfigError, match=problem) as error:
+        run_transform(examples_dir=str(ingested), schema_dir=str(validated[1]),
+                      transform_graph_dir=str(tmp_path / "graph"),
+                      transformed_examples_dir=str(tmp_path / "examples"),
+                      preprocessing_module=str(module))
+    assert str(module) in str(error.value)
+
+
+def test_beam_args_choose_the_runner(tmp_path, ingested, validated):
+    with pytest.raises(ConfigError, match="NoSuchRunner"):
+        run_transform(examples_dir=str(ingested), schema_dir=str(validated[1]),
+                      transform_graph_dir=str(tmp_path / "graph"),
+                      transformed_examples_dir=str(tmp_path / "examples"),
+                      beam_args=["--runner=NoSuchRunner"])
