@@ -76,7 +76,9 @@ def run_evaluate(model_dir: str, examples_dir: str, evaluation_dir: str, blessin
                                              n_classes)
     results.append(check)
     if pushed is not None and data.pushed is not None:
-        results.append(_copy_check(pushed, examples_dir, data.candidate, data.pushed))
+        copy = _copy_check(pushed, examples_dir, data.candidate, data.pushed)
+        if not copy.passed:
+            results.append(copy)
     blessed = all(c.passed for c in results)
     reasons = [c.reason for c in results]
 

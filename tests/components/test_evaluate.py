@@ -291,6 +291,32 @@ def test_candidate_compared_with_the_latest_pushed_version(binary_case, tmp_path
     assert " vs pushed v2 " in result["reasons"][-1] and result["reasons"][-1].endswith("as good or better")
 
 
+def _publish_with_card(reg, model_dir, sha256):
+    def fill(staging):
+        shutil.copytree(model_dir, staging)
+        with open(os.path.join(staging, keys.MODEL_CARD_JSON), "w", encoding="utf-8") as f:
+            json.dump({"data": {"sha256": sha256}}, f)
+    return registry.publish(str(reg), "taxi", fill)
+
+
+def test_identical_rerun_on_the_same_data_is_not_blessed(binary_case, tmp_path):
+    reg = tmp_path / "registry"
+    sha256 = _json(binary_case["examples"], keys.DATA_VERSION_FILE)["sha256"]
+    _publish_with_card(reg, binary_case["good"], sha256)
+    result = _evaluate(binary_case, "good", tmp_path, registry_uri=str(reg), model_name="taxi")
+    assert result["blessed"] is False
+    assert result["reasons"][-1].startswith("identical to pushed v1: same data (sha256 ")
+
+
+def test_same_model_on_new_data_is_not_a_copy(binary_case, tmp_path):
+    reg = tmp_path / "registry"
+    sha256 = _json(binary_case["examples"], keys.DATA_VERSION_FILE)["sha256"]
+    _publish_with_card(reg, binary_case["good"], "f" * 64 if sha256 != "f" * 64 else "e" * 64)
+    result = _evaluate(binary_case, "good", tmp_path, registry_uri=str(reg), model_name="taxi")
+    assert result["blessed"] is True
+    assert not any(reason.startswith("identical") for reason in result["reasons"])
+
+
 def test_empty_registry_means_no_pushed_model_yet(binary_case, tmp_path):
     result = _evaluate(binary_case, "good", tmp_path, registry_uri=str(tmp_path / "registry"), model_name="taxi")
     assert result["blessed"] is True and result["reasons"][-1] == "no pushed model yet"

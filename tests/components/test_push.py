@@ -240,4 +240,5 @@ def test_evaluate_then_push_the_trained_model(trained, ingested, tmp_path):
 
     again = run_evaluate(str(trained), str(ingested), str(evaluation), str(blessing), registry_uri=str(reg),
                          model_name=NAME)
-    assert again["reasons"][-1].endswith("vs pushed v1 " + f"{evaluated['metrics']['auc']:.4g}: as good or better")
+    assert again["reasons"][-2].endswith("vs pushed v1 " + f"{evaluated['metrics']['auc']:.4g}: as good or better")
+    assert not again["blessed"] and again["reasons"][-1].startswith("identical to pushed v1")
