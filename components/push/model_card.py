@@ -46,6 +46,11 @@ def render_markdown(card: Dict[str, Any]) -> str:
     isvc = card.get("inference_service") or {}
     if isvc.get("name"):
         lines.append(f"| InferenceService | `{isvc['name']}` in namespace `{isvc.get('namespace', 'default')}` |")
+    name = card["model_name"]
+    lines.append(f"| Endpoint | V1 `POST <url>/v1/models/{name}:predict`, V2 `POST <url>/v2/models/{name}/infer` "
+                 f"(gRPC `ModelInfer`), where `<url>` is the InferenceService's status URL "
+                 f"(`kubectl get isvc {isvc.get('name') or name}`), or `http://localhost:8080` under "
+                 f"`prodml serve --model-name {name}` |")
 
     lines += ["", "## What it predicts", "", _task(label)]
     features = card.get("raw_features") or {}
