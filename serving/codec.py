@@ -1,0 +1,163 @@
+"""Request bodies to model columns, validated feature by feature.
+
+Every decoder returns ``(columns, rows)``: one 1-D numpy array per raw feature in the dtype the
+signature takes. A ``null`` (or an absent V2 element) becomes ``NaN`` / ``""``, which the
+signature treats as a missing value, exactly like a ``tf.Example`` without the feature. A
+feature absent from the request altogether is an error that names it; keys the model does not
+take are ignored. Conversions are vectorised: Python-level loops run only over columns, or over
+values when a column holds nulls or strings.
+"""
+
+from typing import Any, Dict, List, Mapping, Tuple
+
+import numpy as np
+
+from prodml.components.common import keys
+from prodml.serving.errors import InvalidRequest
+from prodml.serving.model_version import FeatureSpec
+
+Columns = Dict[str, np.ndarray]
+
+# V2 datatypes a client may send for each signature datatype (converted exactly or widened).
+_ACCEPTED_V2 = {
+    "FP64": {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"},
+    "FP32": {"FP32", "FP64", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT32", "UINT16", "UINT8"},
+    "BYTES": {"BYTES"},
+}
+_NUMBER_TYPES = (int, float)
+_NUMBER_OR_NULL = {int, float, type(None)}
+
+
+def from_instances(instances: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
+    """V1 ``{"instances": [{feature: value, ...}, ...]}``: one object per row."""
+    if not isinstance(instances, list):
+        raise InvalidRequest('"instances" must be a list of objects, one per row, keyed by feature name.')
+    if not instances:
+        raise InvalidRequest('"instances" is empty: send at least one row.')
+    wanted = features.keys()
+    for i, row in enumerate(instances):
+        if not isinstance(row, dict):
+            raise InvalidRequest(f"instances[{i}] is a {_json_type(row)}; each instance must be an object "
+                                 f"keyed by feature name (features: {', '.join(wanted)}).")
+        if not row.keys() >= wanted:
+            missing = sorted(set(wanted) - row.keys())
+            raise InvalidRequest(f"instances[{i}] has no feature {_names(missing)}. Send every feature; "
+                                 "use null for a missing value.")
+    columns = {name: _column(spec, [row[name] for row in instances], "instances")
+               for name, spec in features.items()}
+    return columns, len(instances)
+
+
+def from_columnar(inputs: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
+    """V1 ``{"inputs": {feature: [value, ...], ...}}``: one list per feature, same length."""
+    if not isinstance(inputs, dict):
+        raise InvalidRequest('"inputs" must be an object mapping each feature name to a list of values.')
+    missing = [name for name in features if name not in inputs]
+    if missing:
+        raise InvalidRequest(f'"inputs" has no feature {_names(missing)}. Send every feature; use null '
+                             "for a missing value.")
+    rows = None
+    columns = {}
+    for name, spec in features.items():
+        values = inputs[name]
+        if not isinstance(values, list):
+            raise InvalidRequest(f'inputs["{name}"] is a {_json_type(values)}; it must be a list with one '
+                                 "value per row.")
+        if rows is None:
+            rows = len(values)
+        elif len(values) != rows:
+            raise InvalidRequest(f'inputs["{name}"] has {len(values)} values but the other features have '
+                                 f"{rows}: every feature needs one value per row (null when missing).")
+        columns[name] = _column(spec, values, "inputs")
+    if not rows:
+        raise InvalidRequest('"inputs" has no rows: send at least one value per feature.')
+    return columns, rows
+
+
+def from_v2(infer_inputs: List[Any], features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
+    """V2 REST or gRPC: one named input per feature, shape ``[rows]`` (or ``[rows, 1]``)."""
+    by_name = {inp.name: inp for inp in infer_inputs}
+    missing = [name for name in features if name not in by_name]
+    if missing:
+        raise InvalidRequest(f"The request has no input {_names(missing)}. Send one input per feature "
+                             "(see the model metadata); use null, NaN or \"\" for a missing value.")
+    rows = None
+    columns = {}
+    for name, spec in features.items():
+        inp = by_name[name]
+        datatype = (inp.datatype or "").upper()
+        if datatype not in _ACCEPTED_V2[spec.datatype]:
+            raise InvalidRequest(f"Input '{name}' has datatype {datatype or 'none'}; this feature takes "
+                                 f"{spec.datatype} ({spec.kind} feature).")
+        shape = list(inp.shape)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise InvalidRequest(f"Input '{name}' has shape {shape}; it must be [rows] or [rows, 1].")
+        try:
+            array = inp.as_numpy()
+        except (ValueError, TypeError) as e:
+            raise InvalidRequest(f"Input '{name}' cannot be read as {datatype} with shape {shape}: {e}") from e
+        array = array.reshape(-1)
+        if rows is None:
+            rows = array.shape[0]
+        elif array.shape[0] != rows:
+            raise InvalidRequest(f"Input '{name}' has {array.shape[0]} rows but the other inputs have {rows}: "
+                                 "every feature needs one value per row.")
+        if spec.kind == keys.BYTES:
+            columns[name] = _strings(spec, array.tolist(), "input")
+        elif array.dtype == np.object_:
+            columns[name] = _column(spec, array.tolist(), "input")
+        else:
+            columns[name] = _integral(spec, array.astype(spec.np_dtype, copy=False), "input")
+    if not rows:
+        raise InvalidRequest("The request has no rows: send at least one value per input.")
+    return columns, rows
+
+
+def _column(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
+    if spec.kind == keys.BYTES:
+        return _strings(spec, values, where)
+    if set(map(type, values)) <= _NUMBER_OR_NULL:  # numpy turns None into NaN
+        return _integral(spec, np.array(values, dtype=spec.np_dtype), where)
+    for i, value in enumerate(values):
+        if value is not None and type(value) not in _NUMBER_TYPES:
+            raise _wrong_type(spec, where, i, value)
+    raise AssertionError("unreachable")
+
+
+def _strings(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
+    array = np.empty(len(values), dtype=np.object_)
+    for i, value in enumerate(values):
+        if value is None:
+            value = ""
+        elif type(value) is not str and type(value) is not bytes:
+            raise _wrong_type(spec, where, i, value)
+        array[i] = value
+    return array
+
+
+def _integral(spec: FeatureSpec, array: np.ndarray, where: str) -> np.ndarray:
+    if spec.kind == keys.INT and array.size:
+        with np.errstate(invalid="ignore"):
+            fractional = np.flatnonzero((np.mod(array, 1) != 0) & ~np.isnan(array))
+        if fractional.size:
+            i = int(fractional[0])
+            raise InvalidRequest(f"Feature '{spec.name}' is an INT feature but row {i} of {where} has "
+                                 f"{float(array[i])!r}: send whole numbers (or null when missing).")
+    return array
+
+
+def _wrong_type(spec: FeatureSpec, where: str, row: int, value: Any) -> InvalidRequest:
+    expected = "a string" if spec.kind == keys.BYTES else "a number"
+    return InvalidRequest(f"Feature '{spec.name}' is a {spec.kind} feature but row {row} of {where} has "
+                          f"{_json_type(value)} {value!r:.60}: send {expected} or null.")
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
+            int: "number", float: "number", bytes: "bytes"}.get(type(value), type(value).__name__)
+
+
+def _names(names: List[str]) -> str:
+    quoted = ", ".join(f"'{n}'" for n in names[:10])
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return quoted + more

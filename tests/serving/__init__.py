@@ -1,0 +1,1 @@
+"""Serving tests: run in the serving environment with ``pytest -m serving tests/serving``."""

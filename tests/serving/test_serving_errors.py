@@ -1,0 +1,156 @@
+"""Protocol errors: the right status, a message naming the problem, and a server that lives on."""
+
+import grpc
+import numpy as np
+import pytest
+from kserve import InferenceGRPCClient
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+from .serving_support import MODEL_NAME, columns_of, run
+
+pytestmark = pytest.mark.serving
+
+PREDICT = f"/v1/models/{MODEL_NAME}:predict"
+INFER = f"/v2/models/{MODEL_NAME}/infer"
+V2_DATATYPES = {"INT": "FP64", "FLOAT": "FP32", "BYTES": "BYTES"}
+
+
+def _v2_json(rows, kinds):
+    return [{"name": name, "datatype": V2_DATATYPES[kind], "shape": [len(rows)],
+             "data": [r[name] for r in rows]} for name, kind in kinds.items()]
+
+
+def _error(reply, status):
+    assert reply.status_code == status, reply.text
+    return reply.json()["error"]
+
+
+def test_missing_feature_is_400_naming_it(http, rows):
+    row = {k: v for k, v in rows[0].items() if k != "fare"}
+    assert "'fare'" in _error(http.post(PREDICT, json={"instances": [rows[1], row]}), 400)
+    columns = {k: [v] for k, v in row.items()}
+    assert "'fare'" in _error(http.post(PREDICT, json={"inputs": columns}), 400)
+
+
+def test_missing_v2_input_is_400_naming_it(http, rows, feature_kinds):
+    inputs = [i for i in _v2_json(rows[:2], feature_kinds) if i["name"] != "company"]
+    assert "'company'" in _error(http.post(INFER, json={"inputs": inputs}), 400)
+
+
+@pytest.mark.parametrize("feature,value", [("fare", "twelve"), ("trip_seconds", 1.5), ("company", 42),
+                                           ("trip_miles", [1.0, 2.0]), ("fare", True)])
+def test_wrong_dtype_is_400_naming_the_feature(http, rows, feature, value):
+    message = _error(http.post(PREDICT, json={"instances": [rows[0], {**rows[1], feature: value}]}), 400)
+    assert f"'{feature}'" in message and "row 1" in message
+
+
+def test_wrong_v2_datatype_is_400(http, rows, feature_kinds):
+    inputs = _v2_json(rows[:2], feature_kinds)
+    for i in inputs:
+        if i["name"] == "company":
+            i["datatype"] = "FP32"
+    assert "'company'" in _error(http.post(INFER, json={"inputs": inputs}), 400)
+    inputs = _v2_json(rows[:2], feature_kinds)
+    for i in inputs:
+        if i["name"] == "fare":
+            i["data"] = ["a", "b"]
+    assert "'fare'" in _error(http.post(INFER, json={"inputs": inputs}), 400)
+
+
+def test_ragged_columns_are_400_naming_the_feature(http, rows, feature_kinds):
+    columns = {k: [r[k] for r in rows[:3]] for k in feature_kinds}
+    columns["trip_miles"] = columns["trip_miles"][:2]
+    assert "trip_miles" in _error(http.post(PREDICT, json={"inputs": columns}), 400)
+    inputs = _v2_json(rows[:3], feature_kinds)
+    for i in inputs:
+        if i["name"] == "trip_miles":
+            i["data"], i["shape"] = i["data"][:2], [2]
+    assert "'trip_miles'" in _error(http.post(INFER, json={"inputs": inputs}), 400)
+
+
+@pytest.mark.parametrize("path", [PREDICT, INFER])
+def test_malformed_json_is_400(http, path):
+    reply = http.post(path, content=b'{"instances": [', headers={"content-type": "application/json"})
+    assert _error(reply, 400)
+
+
+def test_malformed_v2_body_names_the_field(http, rows, feature_kinds):
+    inputs = _v2_json(rows[:1], feature_kinds)
+    del inputs[2]["datatype"]
+    assert "inputs[2].datatype" in _error(http.post(INFER, json={"inputs": inputs}), 400)
+    inputs = _v2_json(rows[:1], feature_kinds)
+    inputs[0]["shape"] = ["one"]
+    assert "inputs[0].shape" in _error(http.post(INFER, json={"inputs": inputs}), 400)
+    inputs = _v2_json(rows[:1], feature_kinds)
+    reply = http.post(INFER, json={"inputs": inputs, "outputs": [{"name": "probabilities"}]})
+    assert "probabilities" in _error(reply, 400)
+
+
+def test_wrong_body_shape_is_400(http):
+    assert '"instances"' in _error(http.post(PREDICT, json={"rows": []}), 400)
+    assert _error(http.post(PREDICT, json={"instances": {}}), 400)
+    assert _error(http.post(PREDICT, json={"instances": []}), 400)
+    assert _error(http.post(INFER, json={"inputs": "nope"}), 400)
+
+
+def test_unknown_model_is_404(http, rows):
+    assert "nope" in _error(http.post("/v1/models/nope:predict", json={"instances": rows[:1]}), 404)
+    assert _error(http.post("/v2/models/nope/infer", json={"inputs": []}), 404)
+    assert http.get("/v2/models/nope").status_code == 404
+
+
+def test_oversized_payload_is_413(http, rows):
+    big = {"instances": [rows[0]] * 4000}  # well over the fixture's 1 MB limit
+    assert "limit" in _error(http.post(PREDICT, json=big), 413)
+
+    def chunks():  # no content-length: the limit is enforced while reading
+        yield b'{"instances": ['
+        for _ in range(1200):
+            yield b'{"fare": 1.0, "company": "' + b"x" * 1000 + b'"},'
+        yield b"{}]}"
+
+    reply = http.post(PREDICT, content=chunks(), headers={"content-type": "application/json"})
+    assert reply.status_code == 413, reply.text
+
+
+def test_grpc_errors(server, rows, feature_kinds):
+    def inputs(drop=None, ragged=None):
+        out = []
+        for name, column in columns_of(rows[:3], feature_kinds).items():
+            if name == drop:
+                continue
+            if name == ragged:
+                column = column[:2]
+            infer_input = InferInput(name, [len(column)], V2_DATATYPES[feature_kinds[name]])
+            infer_input.set_data_from_numpy(column, binary_data=False)
+            out.append(infer_input)
+        return out
+
+    huge = [InferInput("company", [2000], "BYTES")]
+    huge[0].set_data_from_numpy(np.array(["x" * 1000] * 2000, dtype=object), binary_data=False)
+
+    async def call(model, infer_inputs):
+        client = InferenceGRPCClient(server.grpc_target)
+        try:
+            await client.infer(InferRequest(model_name=model, infer_inputs=infer_inputs))
+        except grpc.aio.AioRpcError as e:
+            return e.code(), e.details()
+        finally:
+            await client.close()
+        return grpc.StatusCode.OK, ""
+
+    code, details = run(call(MODEL_NAME, inputs(drop="fare")))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'fare'" in details
+    code, details = run(call(MODEL_NAME, inputs(ragged="fare")))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'fare'" in details
+    assert run(call("nope", inputs()))[0] == grpc.StatusCode.NOT_FOUND
+    assert run(call(MODEL_NAME, huge))[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert run(call(MODEL_NAME, inputs()))[0] == grpc.StatusCode.OK
+
+
+def test_server_survives_errors(http, rows):
+    for _ in range(3):
+        http.post(PREDICT, content=b"\xff\xfe", headers={"content-type": "application/json"})
+        http.post(PREDICT, json={"instances": [{"fare": "x"}]})
+    reply = http.post(PREDICT, json={"instances": rows[:2]})
+    assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2

@@ -1,0 +1,159 @@
+"""Every protocol returns the SavedModel's own predictions for the same raw rows."""
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+from .serving_support import MODEL_NAME, columns_of, predict_in_process, run
+
+pytestmark = pytest.mark.serving
+
+V2_DATATYPES = {"INT": "FP64", "FLOAT": "FP32", "BYTES": "BYTES"}
+
+
+def v2_inputs(rows, kinds, binary: bool):
+    inputs = []
+    for name, column in columns_of(rows, kinds).items():
+        infer_input = InferInput(name, [len(rows)], V2_DATATYPES[kinds[name]])
+        infer_input.set_data_from_numpy(column, binary_data=binary)
+        inputs.append(infer_input)
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def expected(in_process, rows, feature_kinds):
+    return predict_in_process(in_process, rows, feature_kinds)
+
+
+def test_v1_rows_match_in_process(http, rows, expected):
+    reply = http.post(f"/v1/models/{MODEL_NAME}:predict", json={"instances": rows})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    np.testing.assert_allclose(body["predictions"], expected, rtol=1e-6, atol=1e-7)
+    assert body["model_version"] == "1"
+    assert reply.headers["x-model-version"] == "1"
+
+
+def test_v1_columnar_matches_in_process(http, rows, expected, feature_kinds):
+    inputs = {name: [row[name] for row in rows] for name in feature_kinds}
+    reply = http.post(f"/v1/models/{MODEL_NAME}:predict", json={"inputs": inputs})
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["predictions"], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_v1_with_kserve_rest_client(server, rows, expected):
+    async def call():
+        client = InferenceRESTClient(RESTConfig(protocol="v1"))
+        try:
+            return await client.infer(server.url, {"instances": rows}, model_name=MODEL_NAME)
+        finally:
+            await client.close()
+
+    np.testing.assert_allclose(run(call())["predictions"], expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_v2_rest_with_kserve_client(server, rows, expected, feature_kinds, binary):
+    headers = {}
+
+    async def call():
+        client = InferenceRESTClient(RESTConfig(protocol="v2"))
+        try:
+            request = InferRequest(model_name=MODEL_NAME, infer_inputs=v2_inputs(rows, feature_kinds, binary))
+            return await client.infer(server.url, request, model_name=MODEL_NAME, response_headers=headers)
+        finally:
+            await client.close()
+
+    response = run(call())
+    # InferResponse.from_bytes drops the body's model_version; the header carries it too.
+    assert headers["x-model-version"] == "1"
+    np.testing.assert_allclose(response.outputs[0].as_numpy(), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["contents", "raw"])
+def test_v2_grpc_with_kserve_client(server, rows, expected, feature_kinds, binary):
+    async def call():
+        client = InferenceGRPCClient(server.grpc_target)
+        try:
+            request = InferRequest(model_name=MODEL_NAME, infer_inputs=v2_inputs(rows, feature_kinds, binary))
+            return await client.infer(request)
+        finally:
+            await client.close()
+
+    response = run(call())
+    assert response.model_version == "1"
+    np.testing.assert_allclose(response.outputs[0].as_numpy(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_v2_rest_json_nulls(http, rows, expected, feature_kinds):
+    """Plain JSON V2 with null for missing values, as a client without numpy would send."""
+    inputs = [{"name": name, "datatype": V2_DATATYPES[kind], "shape": [len(rows)],
+               "data": [row[name] for row in rows]} for name, kind in feature_kinds.items()]
+    reply = http.post(f"/v2/models/{MODEL_NAME}/infer", json={"id": "r-1", "inputs": inputs})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["id"] == "r-1" and body["model_version"] == "1"
+    assert reply.headers["x-model-version"] == "1"
+    np.testing.assert_allclose(body["outputs"][0]["data"], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_null_equals_example_without_the_feature(http, in_process, rows, feature_kinds):
+    """A null feature is predicted like a tf.Example that lacks the feature (the pipeline's view)."""
+    import tensorflow as tf
+
+    nulled = []
+    for i, row in enumerate(rows[:12]):
+        row = dict(row)
+        for j, name in enumerate(sorted(feature_kinds)):
+            if (i + j) % 3 == 0:
+                row[name] = None
+        nulled.append(row)
+    reply = http.post(f"/v1/models/{MODEL_NAME}:predict", json={"instances": nulled})
+    assert reply.status_code == 200, reply.text
+    examples = [_example(row, feature_kinds).SerializeToString() for row in nulled]
+    from_examples = in_process.signatures["serving_examples"](examples=tf.constant(examples))["predictions"]
+    np.testing.assert_allclose(reply.json()["predictions"], from_examples.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _example(row, kinds):
+    import tensorflow as tf
+
+    feature = {}
+    for name, value in row.items():
+        if value is None:
+            continue
+        if kinds[name] == "BYTES":
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+        elif kinds[name] == "INT":
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def test_extra_keys_are_ignored(http, rows, expected):
+    extra = [{**row, "tips": 1.5, "not_a_feature": "x"} for row in rows[:3]]
+    reply = http.post(f"/v1/models/{MODEL_NAME}:predict", json={"instances": extra})
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["predictions"], expected[:3], rtol=1e-6, atol=1e-7)
+
+
+def test_concurrent_callers_get_their_own_rows(server, rows, expected):
+    """Requests of different sizes, sent at once, are batched together and split back correctly."""
+    import httpx
+
+    def call(i):
+        chosen = [(i * 7 + k) % len(rows) for k in range(1 + i % 4)]
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+            reply = client.post(f"/v1/models/{MODEL_NAME}:predict",
+                                json={"instances": [rows[k] for k in chosen]})
+        return chosen, reply
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, range(96)))
+    for chosen, reply in results:
+        assert reply.status_code == 200, reply.text
+        np.testing.assert_allclose(reply.json()["predictions"], expected[chosen], rtol=1e-6, atol=1e-7)
