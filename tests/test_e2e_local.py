@@ -124,3 +124,32 @@ def test_second_run_that_is_not_better_leaves_registry_unchanged(first_run):
     assert summary["blessed"] is False and summary["pushed"] is None
     assert any("pushed" in reason for reason in summary["reasons"])
     assert sorted(os.listdir(root / "registry" / "taxi")) == before == ["1"]
+
+
+def test_any_tabular_csv_without_user_code(tmp_path):
+    """A regression on a made-up CSV: no taxi columns, a string feature with holes, no user code."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n = 800
+    size = rng.uniform(20, 200, n)
+    rooms = rng.integers(1, 6, n)
+    district = rng.choice(["north", "south", "east", "west"], n)
+    price = 3 * size + 10 * rooms + np.select([district == "north", district == "south"], [50, -30], 0) \
+        + rng.normal(0, 5, n)
+    lines = ["Floor Area (m2),rooms,district,price"]
+    for i in range(n):
+        lines.append(f"{size[i]:.1f},{rooms[i]},{'' if i % 13 == 0 else district[i]},{price[i]:.2f}")
+    data = tmp_path / "houses.csv"
+    data.write_text("\n".join(lines) + "\n")
+
+    result = _prodml("run", "training", "--data", str(data), "--label", "price", "--model-name", "houses",
+                     "--epochs", "30", "--root", str(tmp_path / "home"), "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary["metrics"]) >= {"rmse", "mae"}
+    assert summary["blessed"] and summary["pushed"]["version"] == 1
+    card = json.loads((tmp_path / "home" / "registry" / "houses" / "1" / "model_card.json").read_text())
+    assert card["label"]["problem_type"] == "regression"
+    assert "Floor_Area__m2_" in card["raw_features"]  # sanitised to a valid signature name
+    assert summary["metrics"]["rmse"] < float(np.std(price))  # beats predicting the mean

@@ -186,8 +186,11 @@ def _type_id(store, kind: str, name: str) -> int:
 
 
 def _input_artifact(store, record: ArtifactRecord):
+    """The recorded artifact at this URI, unless what is known about it now differs (new bytes, say)."""
     type_id = _type_id(store, "artifact", record.type_name)
-    known = [a for a in store.get_artifacts_by_uri(record.uri) if a.type_id == type_id]
+    wanted = {k: v for k, v in _plain(record.properties).items() if v is not None}
+    known = [a for a in store.get_artifacts_by_uri(record.uri) if a.type_id == type_id
+             and all(properties_of(a).get(k) == v for k, v in wanted.items())]
     if known:
         return max(known, key=lambda a: a.id)
     return _artifact(type_id, record, "")
@@ -234,6 +237,12 @@ def _link_run_to_pipeline(store, pipeline_name: str, run_id: str) -> None:
     parents = store.get_parent_contexts_by_context(run.id)
     if all(p.id != pipeline.id for p in parents):
         store.put_parent_contexts([mlmd.ParentContext(child_id=run.id, parent_id=pipeline.id)])
+
+
+def _plain(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Values as they read back from MLMD (containers become JSON strings)."""
+    return {k: v if isinstance(v, (bool, int, float, str)) or v is None
+            else json.dumps(v, sort_keys=True, default=str) for k, v in values.items()}
 
 
 def _set_properties(target, values: Dict[str, Any]) -> None:
