@@ -61,6 +61,9 @@ def deploy(
                                 version=int(meta["version"]), namespace=namespace, isvc_name=isvc_name,
                                 canary_traffic_percent=canary_traffic_percent, runtime=runtime,
                                 timeout_seconds=timeout_seconds, kube_context=kube_context)
+        if result["action"] == "skipped":
+            result.update(model_name=model_name, version=int(meta.get("version") or 0),
+                          storage_uri=meta.get("pushed_destination", ""))
         deployment.metadata.update(result)
         lines = [f"# Deployment: {result['action']}", ""]
         lines += [f"- **{k}**: {v}" for k, v in sorted(result.items()) if k != "action"]
