@@ -15,8 +15,8 @@ setup: $(RUNTIME)/.synced $(SERVING)/.synced
 $(RUNTIME)/.synced $(SERVING)/.synced: %/.synced: setup.cfg pyproject.toml
 	@test -x $*/bin/python || $(PYTHON) -m venv $*
 	@echo "==> syncing $* from requirements/$(notdir $*).lock (first run takes a few minutes)"
-	@$*/bin/python -m pip install --quiet --no-deps -r requirements/$(notdir $*).lock
-	@$*/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$*/bin/python -m pip install --quiet --quiet --no-deps -r requirements/$(notdir $*).lock
+	@$*/bin/python -m pip install --quiet --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 $(RUNTIME)/.synced: requirements/runtime.lock
 $(SERVING)/.synced: requirements/serving.lock
