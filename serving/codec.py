@@ -5,7 +5,7 @@ signature takes. A ``null`` (or an absent V2 element) becomes ``NaN`` / ``""``, 
 signature treats as a missing value, exactly like a ``tf.Example`` without the feature. A
 feature absent from the request altogether is an error that names it; keys the model does not
 take are ignored. Conversions are vectorised: Python-level loops run only over columns, or over
-values when a column holds nulls or strings.
+values when a column holds nulls or strings or is short (where numpy's fixed cost dominates).
 """
 
 from typing import Any, Dict, List, Mapping, Tuple
@@ -26,6 +26,7 @@ _ACCEPTED_V2 = {
 }
 _NUMBER_TYPES = (int, float)
 _NUMBER_OR_NULL = {int, float, type(None)}
+_SMALL = 32  # up to this many values, checking them one by one beats numpy's fixed cost
 
 
 def from_instances(instances: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
@@ -124,6 +125,14 @@ def _column(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
     raise AssertionError("unreachable")
 
 
+def _whole_numbers(spec: FeatureSpec, values: list, where: str) -> None:
+    """``_integral`` for a few values: a Python loop is cheaper than numpy's fixed cost."""
+    for i, value in enumerate(values):
+        if type(value) is float and value == value and not value.is_integer():
+            raise InvalidRequest(f"Feature '{spec.name}' is an INT feature but row {i} of {where} has "
+                                 f"{value!r}: send whole numbers (or null when missing).")
+
+
 def _strings(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
     array = np.empty(len(values), dtype=np.object_)
     for i, value in enumerate(values):
@@ -136,7 +145,9 @@ def _strings(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
 
 
 def _integral(spec: FeatureSpec, array: np.ndarray, where: str) -> np.ndarray:
-    if spec.kind == keys.INT and array.size:
+    if spec.kind == keys.INT and array.size <= _SMALL:
+        _whole_numbers(spec, array.tolist(), where)
+    elif spec.kind == keys.INT:
         with np.errstate(invalid="ignore"):
             fractional = np.flatnonzero((np.mod(array, 1) != 0) & ~np.isnan(array))
         if fractional.size:

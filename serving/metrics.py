@@ -1,7 +1,7 @@
 """Prometheus metrics of the predictor, exported on KServe's ``/metrics`` endpoint.
 
 They sit beside KServe's own ``request_{preprocess,predict,postprocess}_seconds`` histograms
-in the default registry.
+in the default registry (which requests on the fast paths skip: see ``fast_path.py``).
 """
 
 from prometheus_client import Counter, Histogram

@@ -3,6 +3,8 @@
 Compared with ``kserve.ModelServer`` it:
 
 - logs nothing per request (no access log, no timing middleware, no gRPC logging interceptor);
+- answers V1 predict and V2 JSON infer in a raw ASGI fast path ahead of FastAPI
+  (``fast_path.py``), and gRPC ``ModelInfer`` by calling the model directly;
 - rejects bodies over ``max_request_bytes`` with 413 (gRPC: RESOURCE_EXHAUSTED, by the gRPC
   receive limit) and malformed V2 bodies with 400 instead of FastAPI's 422;
 - parses V2 REST bodies with orjson instead of FastAPI's pydantic models (same data plane);
@@ -25,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.importer import import_from_string
 from grpc import StatusCode, aio
 from kserve import ModelServer
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
@@ -41,6 +44,7 @@ from kserve.protocol.rest.server import RESTServer
 
 from prodml.components.common.logs import get_logger
 from prodml.serving.errors import RequestTooLarge
+from prodml.serving.fast_path import FastPath
 
 logger = get_logger(__name__)
 
@@ -142,16 +146,18 @@ def _infer_request(body: bytes, model_name: str) -> InferRequest:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise InvalidInput(f"Malformed JSON in the inference request: {e}") from e
+    return v2_request(payload, model_name)
+
+
+def v2_request(payload, model_name: str) -> InferRequest:
+    """A parsed V2 JSON body as KServe's ``InferRequest``; InvalidInput names the faulty field."""
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise InvalidInput('A V2 inference request is a JSON object with an "inputs" list.')
     inputs = []
     for i, item in enumerate(payload["inputs"]):
-        if not isinstance(item, dict):
-            raise InvalidInput(f"inputs[{i}] must be an object with name, datatype, shape and data.")
-        for field, kind in (("name", str), ("datatype", str), ("shape", list), ("data", list)):
-            if not isinstance(item.get(field), kind):
-                raise InvalidInput(f"inputs[{i}].{field} is {'missing' if field not in item else 'invalid'}: "
-                                   f"expected a {'string' if kind is str else 'list'}.")
+        if not (type(item) is dict and type(item.get("name")) is str and type(item.get("datatype")) is str
+                and type(item.get("shape")) is list and type(item.get("data")) is list):
+            _check_input(i, item)
         if not all(type(d) is int for d in item["shape"]):
             raise InvalidInput(f"inputs[{i}].shape must be a list of integers.")
         inputs.append(InferInput(item["name"], item["shape"], item["datatype"], item["data"],
@@ -166,6 +172,16 @@ def _infer_request(body: bytes, model_name: str) -> InferRequest:
     request_id = payload.get("id")
     return InferRequest(model_name, inputs, request_id=None if request_id is None else str(request_id),
                         parameters=payload.get("parameters"), request_outputs=requested)
+
+
+def _check_input(i: int, item) -> None:
+    """Names the first problem of V2 input ``i`` (orjson gives exact types; subclasses are rare)."""
+    if not isinstance(item, dict):
+        raise InvalidInput(f"inputs[{i}] must be an object with name, datatype, shape and data.")
+    for field, kind in (("name", str), ("datatype", str), ("shape", list), ("data", list)):
+        if not isinstance(item.get(field), kind):
+            raise InvalidInput(f"inputs[{i}].{field} is {'missing' if field not in item else 'invalid'}: "
+                               f"expected a {'string' if kind is str else 'list'}.")
 
 
 def _client_error_handler(status: int):
@@ -201,6 +217,12 @@ class LeanRESTServer(RESTServer):
         access = logging.getLogger("uvicorn.access")
         access.handlers, access.propagate = [], False
 
+    def create_application(self):
+        super().create_application()
+        # The app object itself (not its import string), behind the REST fast path.
+        self.config.app = FastPath(import_from_string("kserve.model_server:app"), self.dataplane.model_registry,
+                                   self.max_request_bytes, v2_request)
+
     def _add_middlewares(self, app: FastAPI):
         app.add_middleware(RequestGuard, max_bytes=self.max_request_bytes)
 
@@ -227,6 +249,15 @@ class LeanServicer(InferenceServicer):
         return pb.ModelMetadataResponse(name=metadata["name"], versions=metadata.get("versions", []),
                                         platform=metadata["platform"], inputs=metadata["inputs"],
                                         outputs=metadata["outputs"])
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        """Calls a prodml model directly (see ``ProdmlModel.infer_direct``); others as KServe does."""
+        model = self._data_plane.model_registry.get_model(request.model_name)
+        if model is None or not hasattr(model, "infer_direct"):
+            return await super().ModelInfer(request, context)
+        self.validate_grpc_request(request)
+        response, _ = await model.infer_direct(InferRequest.from_grpc(request))
+        return response.to_grpc()
 
 
 class QuietExceptionToStatus(ExceptionToStatusInterceptor):

@@ -1,0 +1,164 @@
+"""The REST hot path: V1 predict and V2 JSON infer, answered ahead of FastAPI.
+
+FastAPI's routing, dependency solving and middleware cost several times more CPU than a small
+prediction itself. ``FastPath`` wraps the whole ASGI app: for ``POST /v1/models/<name>:predict``
+and ``POST /v2/models/<name>/infer`` with a plain JSON body it reads the body, parses it with
+orjson and hands it to the model's ``infer_direct`` (the same preprocess, micro-batch and
+postprocess as KServe's data plane), then writes the orjson-encoded response itself. Everything
+else goes to the wrapped app unchanged: other routes, unknown models (404 there), CloudEvents,
+other content types, V2 binary data, and V2 bodies asking for specific ``outputs`` or
+``parameters``. Errors keep the server's contract: 400/503/413 with ``{"error": ...}``.
+"""
+
+from http import HTTPStatus
+from typing import Optional, Tuple
+
+import orjson
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.protocol.infer_type import InferResponse
+
+from prodml.components.common.logs import get_logger
+from prodml.serving.errors import RequestTooLarge
+
+logger = get_logger(__name__)
+
+_V1_PREFIX, _V1_SUFFIX = "/v1/models/", ":predict"
+_V2_PREFIX, _V2_SUFFIX = "/v2/models/", "/infer"
+_JSON_TYPE = b"application/json"
+# Request headers that call for KServe's own handling (CloudEvents, V2 binary data).
+_SLOW_HEADER_PREFIXES = (b"ce-", b"inference-header-content-length")
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_CLOSE = [(b"connection", b"close")]  # answered before the body was read (all of it)
+
+
+class FastPath:
+    """ASGI app: answers V1/V2 JSON inference for fast-path models, passes the rest to ``app``.
+
+    Args:
+        app: the full ASGI app (KServe's FastAPI app with its middleware).
+        registry: KServe's model registry (``get_model(name)``).
+        max_bytes: larger request bodies get 413.
+        decode_v2: turns a parsed V2 JSON body into KServe's ``InferRequest`` (raises InvalidInput).
+    """
+
+    def __init__(self, app, registry, max_bytes: int, decode_v2):
+        self.app = app
+        self.registry = registry
+        self.max_bytes = max_bytes
+        self.decode_v2 = decode_v2
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        protocol, model = self._route(scope["path"])
+        if model is None:
+            return await self.app(scope, receive, send)
+        declared = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                declared = int(value) if value.isdigit() else 0
+            elif key == b"content-type":
+                if value != _JSON_TYPE:
+                    return await self.app(scope, receive, send)
+            elif key.startswith(_SLOW_HEADER_PREFIXES):
+                return await self.app(scope, receive, send)
+        if declared is not None and declared > self.max_bytes:
+            return await _send(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                               _error(str(RequestTooLarge(declared, self.max_bytes))), _CLOSE)
+        if not await model.healthy():
+            return await _send(send, HTTPStatus.SERVICE_UNAVAILABLE, _error(str(ModelNotReady(model.name))),
+                               _CLOSE)
+        body = await self._read(receive)
+        if body is None:
+            return None  # the client went away
+        if len(body) > self.max_bytes:
+            return await _send(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                               _error(str(RequestTooLarge(len(body), self.max_bytes))), _CLOSE)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            what = "Unrecognized request format" if protocol == "v1" else "Malformed JSON in the inference request"
+            return await _send(send, HTTPStatus.BAD_REQUEST, _error(f"{what}: {e}"))
+        if not _plain(protocol, payload):
+            return await self.app(scope, _replay(body, receive), send)
+        try:
+            if protocol == "v2":
+                payload = self.decode_v2(payload, model.name)
+            response, headers = await model.infer_direct(payload)
+            if isinstance(response, InferResponse):
+                response = response.to_rest()[0]
+            content = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+        except InvalidInput as e:
+            return await _send(send, HTTPStatus.BAD_REQUEST, _error(str(e)))
+        except ModelNotReady as e:
+            return await _send(send, HTTPStatus.SERVICE_UNAVAILABLE, _error(str(e)))
+        except Exception as e:  # noqa: BLE001 - answered like KServe's generic handler
+            logger.error("inference failed", exc_info=e)
+            return await _send(send, HTTPStatus.INTERNAL_SERVER_ERROR, _error(f"{type(e).__name__} : {e}"))
+        return await _send(send, HTTPStatus.OK, content,
+                           [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()])
+
+    def _route(self, path: str) -> Tuple[Optional[str], object]:
+        if path.startswith(_V1_PREFIX) and path.endswith(_V1_SUFFIX):
+            protocol, name = "v1", path[len(_V1_PREFIX):-len(_V1_SUFFIX)]
+        elif path.startswith(_V2_PREFIX) and path.endswith(_V2_SUFFIX):
+            protocol, name = "v2", path[len(_V2_PREFIX):-len(_V2_SUFFIX)]
+        else:
+            return None, None
+        if not name or "/" in name:
+            return None, None
+        model = self.registry.get_model(name)
+        if model is None or not hasattr(model, "infer_direct"):
+            return None, None
+        return protocol, model
+
+    async def _read(self, receive) -> Optional[bytes]:
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > self.max_bytes:
+                    return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _plain(protocol: str, payload) -> bool:
+    """Whether the fast path serves this body (else KServe's data plane does)."""
+    if not isinstance(payload, dict):
+        return protocol == "v1"  # the model answers 400 for it
+    if protocol == "v1":  # a structured CloudEvent
+        return not all(k in payload for k in ("time", "type", "source", "id", "specversion", "data"))
+    if "outputs" in payload or "parameters" in payload:
+        return False
+    inputs = payload.get("inputs")
+    return not isinstance(inputs, list) or not any(isinstance(i, dict) and "parameters" in i for i in inputs)
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+async def _send(send, status: int, content: bytes, headers=()) -> None:
+    await send({"type": "http.response.start", "status": int(status),
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(content)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": content})
