@@ -2,7 +2,7 @@
 
 A candidate is blessed when it beats the trivial baseline on the key metric, meets every
 absolute threshold, does not fall behind the pushed model by more than the tolerance, and is
-not a copy of the pushed model (a deterministic re-run on the same bytes adds no version).
+not a mere re-run of the pushed model (same data bytes and configuration, no real gain).
 """
 
 import dataclasses
@@ -83,12 +83,22 @@ def against_pushed(metric: str, candidate: Mapping[str, float], pushed: Mapping[
     return Check(False, f"{head}: behind by {_fmt(behind)}, more than tolerance {_fmt(tolerance)}")
 
 
-def not_a_copy(same_data: bool, same_predictions: bool, version: int, sha256: str) -> Check:
-    """A candidate trained on the same data bytes that predicts the same as the pushed model adds nothing."""
-    if same_data and same_predictions:
-        return Check(False, f"identical to pushed v{version}: same data (sha256 {sha256[:12]}…) and the same "
-                            "eval predictions, so there is nothing new to push")
-    return Check(True, f"differs from pushed v{version} ({'predictions' if same_data else 'training data'})")
+def not_a_rerun(same_data: bool, same_config: bool, metric: str, candidate: Mapping[str, float],
+                pushed: Mapping[str, float], version: int, tolerance: float, sha256: str) -> Check:
+    """A re-run of the pushed version's data and configuration must improve on it to be pushed.
+
+    Beam's transform does not keep record order or float summation order from run to run, so a
+    re-run is close to, not bit-identical with, the pushed model; a gain within ``tolerance`` is
+    that noise, not a better model.
+    """
+    if not (same_data and same_config) or metric not in candidate or metric not in pushed:
+        return Check(True, f"new data or configuration since pushed v{version}")
+    gain = (pushed[metric] - candidate[metric]) if metric in m.LOWER_IS_BETTER else (candidate[metric] - pushed[metric])
+    if gain > tolerance:
+        return Check(True, f"re-run of pushed v{version} improves {metric} by {_fmt(gain)}")
+    return Check(False, f"re-run of pushed v{version}: same data (sha256 {sha256[:12]}…) and training configuration, "
+                        f"and {metric} {_fmt(candidate[metric])} does not improve on {_fmt(pushed[metric])} by more "
+                        f"than tolerance {_fmt(tolerance)}, so there is nothing new to push")
 
 
 def _fmt(value: float) -> str:

@@ -76,9 +76,10 @@ def run_evaluate(model_dir: str, examples_dir: str, evaluation_dir: str, blessin
                                              n_classes)
     results.append(check)
     if pushed is not None and data.pushed is not None:
-        copy = _copy_check(pushed, examples_dir, data.candidate, data.pushed)
-        if not copy.passed:
-            results.append(copy)
+        rerun = _rerun_check(pushed, examples_dir, model_info, key, metrics, comparison["pushed_metrics"],
+                             tolerance)
+        if not rerun.passed:
+            results.append(rerun)
     blessed = all(c.passed for c in results)
     reasons = [c.reason for c in results]
 
@@ -235,13 +236,16 @@ def _compare_with_pushed(pushed: Optional[_Pushed], predictions: Optional[np.nda
             "pushed_metrics": pushed_metrics, "within_tolerance": check.passed}, check
 
 
-def _copy_check(pushed: "_Pushed", examples_dir: str, candidate: np.ndarray,
-                predictions: np.ndarray) -> checks.Check:
+def _rerun_check(pushed: "_Pushed", examples_dir: str, model_info: dict, key: str, metrics: Dict[str, float],
+                 pushed_metrics: Dict[str, float], tolerance: float) -> checks.Check:
     sha256 = dataio.read_json(dataio.join(examples_dir, keys.DATA_VERSION_FILE))["sha256"]
     card_path = dataio.join(pushed.uri, keys.MODEL_CARD_JSON)
     pushed_sha = dataio.read_json(card_path).get("data", {}).get("sha256") if dataio.exists(card_path) else None
-    same_predictions = candidate.shape == predictions.shape and np.allclose(candidate, predictions, atol=1e-6)
-    return checks.not_a_copy(pushed_sha == sha256, same_predictions, pushed.version, sha256)
+    pushed_info = _model_info(pushed.uri)
+    config = ("params", "label", "raw_features")
+    same_config = all(pushed_info.get(k) == model_info.get(k) for k in config)
+    return checks.not_a_rerun(pushed_sha == sha256, same_config, key, metrics, pushed_metrics, pushed.version,
+                              tolerance, sha256)
 
 
 def _find_pushed(registry_uri: str, model_name: str, label: dict) -> Optional[_Pushed]:

@@ -299,22 +299,32 @@ def _publish_with_card(reg, model_dir, sha256):
     return registry.publish(str(reg), "taxi", fill)
 
 
-def test_identical_rerun_on_the_same_data_is_not_blessed(binary_case, tmp_path):
+def test_rerun_on_the_same_data_and_configuration_is_not_blessed(binary_case, tmp_path):
     reg = tmp_path / "registry"
     sha256 = _json(binary_case["examples"], keys.DATA_VERSION_FILE)["sha256"]
     _publish_with_card(reg, binary_case["good"], sha256)
     result = _evaluate(binary_case, "good", tmp_path, registry_uri=str(reg), model_name="taxi")
     assert result["blessed"] is False
-    assert result["reasons"][-1].startswith("identical to pushed v1: same data (sha256 ")
+    assert result["reasons"][-1].startswith("re-run of pushed v1: same data (sha256 ")
+    assert "does not improve" in result["reasons"][-1]
 
 
-def test_same_model_on_new_data_is_not_a_copy(binary_case, tmp_path):
+def test_rerun_that_improves_beyond_tolerance_is_blessed(binary_case, tmp_path):
+    reg = tmp_path / "registry"
+    sha256 = _json(binary_case["examples"], keys.DATA_VERSION_FILE)["sha256"]
+    _publish_with_card(reg, binary_case["noise"], sha256)
+    result = _evaluate(binary_case, "good", tmp_path, registry_uri=str(reg), model_name="taxi")
+    assert result["blessed"] is True
+    assert not any(reason.startswith("re-run") for reason in result["reasons"])
+
+
+def test_same_model_on_new_data_is_not_a_rerun(binary_case, tmp_path):
     reg = tmp_path / "registry"
     sha256 = _json(binary_case["examples"], keys.DATA_VERSION_FILE)["sha256"]
     _publish_with_card(reg, binary_case["good"], "f" * 64 if sha256 != "f" * 64 else "e" * 64)
     result = _evaluate(binary_case, "good", tmp_path, registry_uri=str(reg), model_name="taxi")
     assert result["blessed"] is True
-    assert not any(reason.startswith("identical") for reason in result["reasons"])
+    assert not any(reason.startswith("re-run") for reason in result["reasons"])
 
 
 def test_empty_registry_means_no_pushed_model_yet(binary_case, tmp_path):
