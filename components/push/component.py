@@ -48,7 +48,7 @@ def push(
         Output: Run summary: run_id, metrics, blessed, reasons, pushed (version and uri, or null),
             data_version.
     """
-    from prodml.components.common import dataio, keys, lineage
+    from prodml.components.common import lineage
     from prodml.components.common.task import run_component
     from prodml.components.push.executor import run_push
 
@@ -60,8 +60,7 @@ def push(
             f.write(result["model_card"])
         pushed_model.metadata.update({"pushed": result["pushed"], "version": result["version"] or 0,
                                       "pushed_destination": result["uri"] or "", "model_name": model_name})
-        evaluation_json = dataio.read_json(dataio.join(evaluation.path, keys.EVALUATION_FILE))
-        data_version = dataio.read_json(dataio.join(examples.path, keys.DATA_VERSION_FILE))
+        data_version = result["data_version"]
         outputs = {"model_card": lineage.ArtifactRecord(model_card.uri, lineage.MARKDOWN)}
         if result["pushed"]:
             outputs["pushed_model"] = lineage.ArtifactRecord(
@@ -76,8 +75,7 @@ def push(
                     "examples": lineage.ArtifactRecord(examples.uri, lineage.DATASET)},
             outputs=outputs,
             parameters={"registry_uri": registry_uri, "model_name": model_name, "pushed": result["pushed"]})
-        blessed = dataio.read_json(dataio.join(blessing.path, keys.BLESSING_FILE))["blessed"]
-        return {"run_id": run_id, "metrics": evaluation_json["metrics"], "blessed": blessed,
+        return {"run_id": run_id, "metrics": result["metrics"], "blessed": result["blessed"],
                 "reasons": result["reasons"],
                 "pushed": {"version": result["version"], "uri": result["uri"]} if result["pushed"] else None,
                 "data_version": {"sha256": data_version["sha256"], "source_uri": data_version["source_uri"],

@@ -38,8 +38,9 @@ def run_push(model_dir: str, blessing_dir: str, evaluation_dir: str, examples_di
              namespace: str = "default") -> dict:
     """Copies a blessed model to the next version of ``model_name`` in ``registry_uri``.
 
-    Returns ``{"pushed", "version", "uri", "reasons", "model_card"}``; when the model is not
-    blessed nothing is written, ``pushed`` is False and ``reasons`` say why.
+    Returns ``{"pushed", "version", "uri", "blessed", "reasons", "metrics", "data_version",
+    "model_card"}``; when the model is not blessed nothing is written, ``pushed`` is False and
+    ``reasons`` say why.
     """
     silence_tensorflow()
     validate_model_name(model_name)
@@ -47,12 +48,14 @@ def run_push(model_dir: str, blessing_dir: str, evaluation_dir: str, examples_di
         raise ConfigError("registry_uri is empty: give the registry root (a local path or a gs:// URI).")
     blessing = _read_json(blessing_dir, keys.BLESSING_FILE, "a blessing folder written by evaluate")
     reasons = list(blessing.get("reasons", []))
-    if not blessing.get("blessed"):
-        log.info("not pushed: %s", "; ".join(reasons) or "the model is not blessed")
-        return {"pushed": False, "version": None, "uri": None, "reasons": reasons, "model_card": ""}
-
     evaluation = _read_json(evaluation_dir, keys.EVALUATION_FILE, "an evaluation folder written by evaluate")
     data_version = _read_json(examples_dir, keys.DATA_VERSION_FILE, "an examples folder written by ingest")
+    facts = {"blessed": bool(blessing.get("blessed")), "reasons": reasons,
+             "metrics": evaluation.get("metrics", {}), "data_version": data_version}
+    if not blessing.get("blessed"):
+        log.info("not pushed: %s", "; ".join(reasons) or "the model is not blessed")
+        return {"pushed": False, "version": None, "uri": None, "model_card": "", **facts}
+
     model_info = _read_json(model_dir, keys.MODEL_INFO_FILE, "a model folder written by train")
     if not dataio.exists(dataio.join(model_dir, "saved_model.pb")):
         raise InputDataError(f"{model_dir} holds no saved_model.pb: give the model folder that train wrote.")
@@ -77,7 +80,7 @@ def run_push(model_dir: str, blessing_dir: str, evaluation_dir: str, examples_di
                                    stamp=stamp)
     uri = registry.version_uri(registry_uri, model_name, version)
     log.info("pushed %s v%d to %s", model_name, version, uri)
-    return {"pushed": True, "version": version, "uri": uri, "reasons": reasons, "model_card": cards[version]}
+    return {"pushed": True, "version": version, "uri": uri, "model_card": cards[version], **facts}
 
 
 def copy_tree(src: str, dst: str) -> None:

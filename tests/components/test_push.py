@@ -135,7 +135,8 @@ def test_not_blessed_pushes_nothing(model_dir, tmp_path, caplog):
         result = _push(model_dir, _upstream(tmp_path, blessed=False, reasons=reasons), reg)
     finally:
         logger.removeHandler(caplog.handler)
-    assert result == {"pushed": False, "version": None, "uri": None, "reasons": reasons, "model_card": ""}
+    assert result == {"pushed": False, "version": None, "uri": None, "reasons": reasons, "model_card": "",
+                      "blessed": False, "metrics": METRICS, "data_version": DATA_VERSION}
     assert not os.path.exists(reg)
     assert f"not pushed: {reasons[0]}" in caplog.text
 
