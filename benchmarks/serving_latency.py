@@ -7,7 +7,9 @@ One run, same machine, same model, same raw taxi rows (one row per request):
   * prodml    — ``python -m prodml.serving`` (micro-batching, lean hot path), request logging off;
   * prodml+log — the same with ``--log_requests <file>`` (JSON lines);
   * baseline  — ``benchmarks/baseline_predictor.py``: a ``kserve.Model`` that converts each request
-                to tensors and calls the model once per request, stock ``kserve.ModelServer``.
+                to tensors and calls the model once per request, stock ``kserve.ModelServer``;
+  * grpc floor — ``benchmarks/grpc_floor_server.py``: gRPC only, a constant answer and no model,
+                 i.e. what grpcio alone costs per request.
 
 Each server is measured over V1 REST, V2 REST and V2 gRPC at concurrency 1, 8 and 64 by an
 async closed-loop load generator (aiohttp, grpc.aio) in this process, separate from the server
@@ -86,6 +88,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         }
         payloads = build_payloads(rows, kinds)
         results["servers"] = measure_servers(servers, payloads, concurrencies, args, server_cpus, workdir)
+        results["grpc_transport_floor"] = measure_grpc_floor(payloads["grpc"], concurrencies, args, server_cpus,
+                                                             workdir)
         if os.path.exists(log_file):
             with open(log_file, "rb") as f:
                 results["logged_rows"] = sum(1 for _ in f)
@@ -242,11 +246,41 @@ def measure_servers(servers: Dict[str, List[str]], payloads: dict, concurrencies
                 proc.kill()
 
 
-def start(command: List[str], cpus, workdir: str):
+def measure_grpc_floor(payloads: list, concurrencies: List[int], args, cpus, workdir: str) -> dict:
+    """gRPC with an empty ``ModelInfer`` (``grpc_floor_server.py``): grpcio's own cost per request."""
+    import grpc
+
+    command = [sys.executable, os.path.join(REPO, "benchmarks", "grpc_floor_server.py")]
+    proc, _, grpc_port, log_path = start(command, cpus, workdir, http=False)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=60)
+            except grpc.FutureTimeoutError:
+                sys.exit(f"The gRPC floor server did not start; see {log_path}")
+        cells = {}
+        for concurrency in concurrencies:
+            runs = []
+            for _ in range(args.repeats):
+                cpu_before = process_cpu_seconds(proc.pid)
+                cell = asyncio.run(load("grpc", payloads, concurrency, args.duration, args.warmup, 0, grpc_port))
+                cell["server_cpu_s"] = process_cpu_seconds(proc.pid) - cpu_before
+                runs.append(cell)
+            cells[str(concurrency)] = r = pool(runs, args.duration)
+            print(f"   {'grpc floor':11} grpc c={concurrency:<3} {r['rps']:7.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
+                  f"  server CPU {r['server_cpu_ms_per_request']:.3f} ms/req", file=sys.stderr, flush=True)
+        return cells
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def start(command: List[str], cpus, workdir: str, http: bool = True):
     http_port, grpc_port = free_port(), free_port()
     log_path = os.path.join(workdir, f"server-{http_port}.log")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command + ["--http_port", str(http_port), "--grpc_port", str(grpc_port)],
+        ports = (["--http_port", str(http_port)] if http else []) + ["--grpc_port", str(grpc_port)]
+        proc = subprocess.Popen(command + ports,
                                 stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
                                 preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     return proc, http_port, grpc_port, log_path
@@ -415,6 +449,13 @@ def markdown(results: dict, concurrencies: List[int]) -> str:
                      f"| {t[f'throughput_vs_baseline_c{top}']:.1f}x "
                      f"| {t['cpu_per_request_baseline_over_prodml']:.1f}x | {t[f'p99_c{top}_ms']:.1f} "
                      f"| {t['logging_throughput_cost_pct']:+.1f}%, {t['logging_cpu_cost_pct']:+.1f}% |")
+    floor_grpc = results.get("grpc_transport_floor")
+    if floor_grpc:
+        cell = floor_grpc[str(top)]
+        lines.append("")
+        lines.append(f"gRPC transport floor (grpcio asyncio server on uvloop, constant ModelInfer answer, no "
+                     f"model): {cell['rps']:.0f} req/s at c={top}, {cell['server_cpu_ms_per_request']:.3f} ms "
+                     "server CPU per request.")
     setup = results["setup"]
     lines.append("")
     lines.append(f"{setup['machine']}, Python {setup['python']}; server and load generator "

@@ -76,42 +76,156 @@ def from_columnar(inputs: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Col
 
 
 def from_v2(infer_inputs: List[Any], features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
-    """V2 REST or gRPC: one named input per feature, shape ``[rows]`` (or ``[rows, 1]``)."""
-    by_name = {inp.name: inp for inp in infer_inputs}
-    missing = [name for name in features if name not in by_name]
-    if missing:
-        raise InvalidRequest(f"The request has no input {_names(missing)}. Send one input per feature "
-                             "(see the model metadata); use null, NaN or \"\" for a missing value.")
-    rows = None
-    columns = {}
+    """KServe ``InferInput``s (V2 binary REST, raw gRPC contents): one named input per feature."""
+    by_name = _by_name(infer_inputs, features)
+    rows, columns = None, {}
     for name, spec in features.items():
         inp = by_name[name]
-        datatype = (inp.datatype or "").upper()
-        if datatype not in _ACCEPTED_V2[spec.datatype]:
-            raise InvalidRequest(f"Input '{name}' has datatype {datatype or 'none'}; this feature takes "
-                                 f"{spec.datatype} ({spec.kind} feature).")
-        shape = list(inp.shape)
-        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-            raise InvalidRequest(f"Input '{name}' has shape {shape}; it must be [rows] or [rows, 1].")
+        datatype = _v2_datatype(name, spec, inp.datatype)
+        shape = _v2_shape(name, list(inp.shape))
         try:
             array = inp.as_numpy()
         except (ValueError, TypeError) as e:
             raise InvalidRequest(f"Input '{name}' cannot be read as {datatype} with shape {shape}: {e}") from e
         array = array.reshape(-1)
-        if rows is None:
-            rows = array.shape[0]
-        elif array.shape[0] != rows:
-            raise InvalidRequest(f"Input '{name}' has {array.shape[0]} rows but the other inputs have {rows}: "
-                                 "every feature needs one value per row.")
+        rows = _same_rows(name, array.shape[0], rows)
         if spec.kind == keys.BYTES:
             columns[name] = _strings(spec, array.tolist(), "input")
         elif array.dtype == np.object_:
             columns[name] = _column(spec, array.tolist(), "input")
         else:
             columns[name] = _integral(spec, array.astype(spec.np_dtype, copy=False), "input")
+    return columns, _some_rows(rows)
+
+
+def from_v2_json(inputs: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
+    """V2 REST JSON ``"inputs"`` as parsed: one ``{name, datatype, shape, data}`` object per feature.
+
+    ``data`` is flat (or nested one level, for shape ``[rows, 1]``); ``null`` is a missing value.
+    A problem with the body's structure is named by its JSON path (``inputs[2].datatype``).
+    """
+    check_v2_json_inputs(inputs)
+    by_name = _by_name([_Named(item) for item in inputs], features)
+    rows, columns = None, {}
+    for name, spec in features.items():
+        item = by_name[name].item
+        datatype = _v2_datatype(name, spec, item["datatype"])
+        shape = _v2_shape(name, item["shape"])
+        data = item["data"]
+        if data and type(data[0]) is list:
+            data = [value for inner in data for value in (inner if type(inner) is list else (inner,))]
+        if len(data) != shape[0]:
+            raise InvalidRequest(f"Input '{name}' has {len(data)} values for shape {shape} ({datatype}): "
+                                 "send one value per row.")
+        rows = _same_rows(name, shape[0], rows)
+        columns[name] = _column(spec, data, "input")
+    return columns, _some_rows(rows)
+
+
+# V2 datatype -> the InferTensorContents field that carries it on gRPC.
+_GRPC_CONTENTS = {"FP64": "fp64_contents", "FP32": "fp32_contents", "INT64": "int64_contents",
+                  "INT32": "int_contents", "INT16": "int_contents", "INT8": "int_contents",
+                  "UINT64": "uint64_contents", "UINT32": "uint_contents", "UINT16": "uint_contents",
+                  "UINT8": "uint_contents", "BYTES": "bytes_contents"}
+
+
+def from_v2_grpc(tensors: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
+    """gRPC ``ModelInferRequest.inputs`` with typed ``contents`` (not ``raw_input_contents``)."""
+    by_name = _by_name(tensors, features)
+    rows, columns = None, {}
+    for name, spec in features.items():
+        tensor = by_name[name]
+        datatype = tensor.datatype
+        if datatype != spec.datatype:
+            datatype = _v2_datatype(name, spec, datatype)
+        shape = tensor.shape
+        if len(shape) != 1 or shape[0] < 0:
+            shape = _v2_shape(name, list(shape))
+        field = _GRPC_CONTENTS.get(datatype)
+        if field is None:
+            raise InvalidRequest(f"Input '{name}' is {datatype}: send it in raw_input_contents, or as FP32.")
+        values = list(getattr(tensor.contents, field))
+        if len(values) != shape[0]:
+            raise InvalidRequest(f"Input '{name}' has {len(values)} values in contents.{field} for shape "
+                                 f"{list(shape)} ({datatype}): send one value per row.")
+        if rows is None:
+            rows = len(values)
+        elif len(values) != rows:
+            _same_rows(name, len(values), rows)
+        if spec.kind == keys.BYTES:
+            columns[name] = _strings(spec, values, "input")
+        elif spec.kind == keys.INT and len(values) <= _SMALL:
+            _whole_numbers(spec, values, "input")
+            columns[name] = np.array(values, dtype=spec.np_dtype)
+        else:
+            columns[name] = _integral(spec, np.array(values, dtype=spec.np_dtype), "input")
+    return columns, _some_rows(rows)
+
+
+class _Named:
+    __slots__ = ("name", "item")
+
+    def __init__(self, item: dict):
+        self.name = item["name"]
+        self.item = item
+
+
+def _by_name(named: Any, features: Mapping[str, FeatureSpec]) -> Dict[str, Any]:
+    by_name = {inp.name: inp for inp in named}
+    missing = [name for name in features if name not in by_name]
+    if missing:
+        raise InvalidRequest(f"The request has no input {_names(missing)}. Send one input per feature "
+                             "(see the model metadata); use null, NaN or \"\" for a missing value.")
+    return by_name
+
+
+def _v2_datatype(name: str, spec: FeatureSpec, datatype: str) -> str:
+    datatype = (datatype or "").upper()
+    if datatype not in _ACCEPTED_V2[spec.datatype]:
+        raise InvalidRequest(f"Input '{name}' has datatype {datatype or 'none'}; this feature takes "
+                             f"{spec.datatype} ({spec.kind} feature).")
+    return datatype
+
+
+def _v2_shape(name: str, shape: list) -> list:
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
+        raise InvalidRequest(f"Input '{name}' has shape {shape}; it must be [rows] or [rows, 1].")
+    return shape
+
+
+def _same_rows(name: str, count: int, rows):
+    if rows is not None and count != rows:
+        raise InvalidRequest(f"Input '{name}' has {count} rows but the other inputs have {rows}: "
+                             "every feature needs one value per row.")
+    return count
+
+
+def _some_rows(rows) -> int:
     if not rows:
         raise InvalidRequest("The request has no rows: send at least one value per input.")
-    return columns, rows
+    return rows
+
+
+def check_v2_json_inputs(inputs: Any) -> None:
+    """Checks the structure of V2 JSON ``"inputs"``; InvalidRequest names the faulty JSON path."""
+    if not isinstance(inputs, list):
+        raise InvalidRequest('A V2 inference request is a JSON object with an "inputs" list.')
+    for i, item in enumerate(inputs):
+        if not (type(item) is dict and type(item.get("name")) is str and type(item.get("datatype")) is str
+                and type(item.get("shape")) is list and type(item.get("data")) is list):
+            _check_v2_json_input(i, item)
+        if not all(type(d) is int for d in item["shape"]):
+            raise InvalidRequest(f"inputs[{i}].shape must be a list of integers.")
+
+
+def _check_v2_json_input(i: int, item: Any) -> None:
+    """Names the first problem of V2 JSON input ``i`` (orjson gives exact types; subclasses are rare)."""
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"inputs[{i}] must be an object with name, datatype, shape and data.")
+    for field, kind in (("name", str), ("datatype", str), ("shape", list), ("data", list)):
+        if not isinstance(item.get(field), kind):
+            raise InvalidRequest(f"inputs[{i}].{field} is {'missing' if field not in item else 'invalid'}: "
+                                 f"expected a {'string' if kind is str else 'list'}.")
 
 
 def _column(spec: FeatureSpec, values: list, where: str) -> np.ndarray:

@@ -3,22 +3,25 @@
 FastAPI's routing, dependency solving and middleware cost several times more CPU than a small
 prediction itself. ``FastPath`` wraps the whole ASGI app: for ``POST /v1/models/<name>:predict``
 and ``POST /v2/models/<name>/infer`` with a plain JSON body it reads the body, parses it with
-orjson and hands it to the model's ``infer_direct`` (the same preprocess, micro-batch and
-postprocess as KServe's data plane), then writes the orjson-encoded response itself. Everything
+orjson, decodes it to columns (V1 through the model's ``infer_direct``: the same preprocess,
+micro-batch and postprocess as KServe's data plane; V2 straight to columns, see
+``ProdmlModel.infer_columns``), then writes the orjson-encoded response itself. Everything
 else goes to the wrapped app unchanged: other routes, unknown models (404 there), CloudEvents,
 other content types, V2 binary data, and V2 bodies asking for specific ``outputs`` or
 ``parameters``. Errors keep the server's contract: 400/503/413 with ``{"error": ...}``.
 """
 
+from functools import partial
 from http import HTTPStatus
 from typing import Optional, Tuple
 
 import orjson
 from kserve.errors import InvalidInput, ModelNotReady
-from kserve.protocol.infer_type import InferResponse
 
 from prodml.components.common.logs import get_logger
+from prodml.serving import codec, responses
 from prodml.serving.errors import RequestTooLarge
+from prodml.serving.predictor import VERSION_HEADER
 
 logger = get_logger(__name__)
 
@@ -38,14 +41,12 @@ class FastPath:
         app: the full ASGI app (KServe's FastAPI app with its middleware).
         registry: KServe's model registry (``get_model(name)``).
         max_bytes: larger request bodies get 413.
-        decode_v2: turns a parsed V2 JSON body into KServe's ``InferRequest`` (raises InvalidInput).
     """
 
-    def __init__(self, app, registry, max_bytes: int, decode_v2):
+    def __init__(self, app, registry, max_bytes: int):
         self.app = app
         self.registry = registry
         self.max_bytes = max_bytes
-        self.decode_v2 = decode_v2
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -83,10 +84,11 @@ class FastPath:
             return await self.app(scope, _replay(body, receive), send)
         try:
             if protocol == "v2":
-                payload = self.decode_v2(payload, model.name)
-            response, headers = await model.infer_direct(payload)
-            if isinstance(response, InferResponse):
-                response = response.to_rest()[0]
+                served = await model.infer_columns("v2", partial(codec.from_v2_json, payload.get("inputs")))
+                response = responses.v2_json(model.name, payload.get("id"), served)
+                headers = {VERSION_HEADER: response["model_version"]}
+            else:
+                response, headers = await model.infer_direct(payload)
             content = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
         except InvalidInput as e:
             return await _send(send, HTTPStatus.BAD_REQUEST, _error(str(e)))
@@ -108,7 +110,7 @@ class FastPath:
         if not name or "/" in name:
             return None, None
         model = self.registry.get_model(name)
-        if model is None or not hasattr(model, "infer_direct"):
+        if model is None or not hasattr(model, "infer_columns"):
             return None, None
         return protocol, model
 

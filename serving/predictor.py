@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 from kserve import Model
@@ -26,7 +26,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prodml.components.common.errors import ConfigError
 from prodml.components.common.logs import get_logger
 from prodml.serving import codec, metrics
-from prodml.serving.batcher import MicroBatcher
+from prodml.serving.batcher import BatchResult, MicroBatcher
 from prodml.serving.errors import InvalidRequest
 from prodml.serving.model_source import ModelSource
 from prodml.serving.model_version import ModelVersion
@@ -208,6 +208,27 @@ class ProdmlModel(Model):
         result = await self.predict(prepared)
         return await self.postprocess(result, None, response_headers), response_headers
 
+    async def infer_columns(self, protocol: str, decode: Callable[[Mapping[str, Any]], Tuple[Any, int]]):
+        """Decodes with ``decode(features)`` against the current version, then micro-batches.
+
+        The leanest path (V2 JSON, gRPC contents): the caller decodes straight from its wire
+        format to columns and encodes the returned ``BatchResult`` (predictions and the version
+        that made them) itself. Counted in the prodml metrics like every other path.
+        """
+        return await self._observed(protocol, self._predict_columns(decode))
+
+    async def _predict_columns(self, decode) -> BatchResult:
+        version = self._serving_version()
+        columns, rows = decode(version.features)
+        return await self._batcher.submit(version, columns, rows)
+
+    def _serving_version(self) -> ModelVersion:
+        version = self.current
+        if version is None or self.draining:
+            raise ModelNotReady(self.name, "No model version is loaded yet." if version is None
+                                else "The server is shutting down.")
+        return version
+
     async def _observed(self, protocol: str, call):
         start = time.perf_counter()
         try:
@@ -226,10 +247,7 @@ class ProdmlModel(Model):
         return result
 
     async def preprocess(self, payload, headers: Dict[str, str] = None) -> _Prepared:
-        version = self.current
-        if version is None or self.draining:
-            raise ModelNotReady(self.name, "No model version is loaded yet." if version is None
-                                else "The server is shutting down.")
+        version = self._serving_version()
         if isinstance(payload, InferRequest):
             columns, rows = codec.from_v2(payload.inputs, version.features)
             return _Prepared(version, columns, rows, "grpc" if payload.from_grpc else "v2", payload)

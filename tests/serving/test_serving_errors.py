@@ -68,6 +68,16 @@ def test_ragged_columns_are_400_naming_the_feature(http, rows, feature_kinds):
     assert "'trip_miles'" in _error(http.post(INFER, json={"inputs": inputs}), 400)
 
 
+def test_v2_values_must_match_the_shape(http, rows, feature_kinds):
+    inputs = _v2_json(rows[:3], feature_kinds)
+    inputs[1]["shape"] = [4]
+    message = _error(http.post(INFER, json={"inputs": inputs}), 400)
+    assert f"'{inputs[1]['name']}'" in message and "[4]" in message
+    inputs = _v2_json(rows[:3], feature_kinds)
+    inputs[0]["shape"] = [1, 3]
+    assert f"'{inputs[0]['name']}'" in _error(http.post(INFER, json={"inputs": inputs}), 400)
+
+
 @pytest.mark.parametrize("path", [PREDICT, INFER])
 def test_malformed_json_is_400(http, path):
     reply = http.post(path, content=b'{"instances": [', headers={"content-type": "application/json"})
@@ -143,6 +153,15 @@ def test_grpc_errors(server, rows, feature_kinds):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "'fare'" in details
     code, details = run(call(MODEL_NAME, inputs(ragged="fare")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "'fare'" in details
+    short = inputs()
+    short[0] = InferInput(short[0].name, [3], short[0].datatype, short[0].data[:2])
+    code, details = run(call(MODEL_NAME, short))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"'{short[0].name}'" in details and "shape" in details
+    int_feature = next(n for n, k in feature_kinds.items() if k == "INT")
+    fractional = [i if i.name != int_feature else InferInput(int_feature, [3], "FP64", [1.0, 2.5, 3.0])
+                  for i in inputs()]
+    code, details = run(call(MODEL_NAME, fractional))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"'{int_feature}'" in details and "2.5" in details
     assert run(call("nope", inputs()))[0] == grpc.StatusCode.NOT_FOUND
     assert run(call(MODEL_NAME, huge))[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert run(call(MODEL_NAME, inputs()))[0] == grpc.StatusCode.OK

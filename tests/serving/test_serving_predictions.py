@@ -100,6 +100,39 @@ def test_v2_rest_json_nulls(http, rows, expected, feature_kinds):
     np.testing.assert_allclose(body["outputs"][0]["data"], expected, rtol=1e-6, atol=1e-7)
 
 
+def test_v2_column_shapes_and_integer_datatypes(server, http, rows, expected, feature_kinds):
+    """Shape [rows, 1] (nested JSON data) and INT features sent as INT64 give the same predictions."""
+    complete = [i for i, row in enumerate(rows)
+                if all(row[n] is not None for n, k in feature_kinds.items() if k == "INT")][:8]
+    assert len(complete) >= 2
+    chosen = [rows[i] for i in complete]
+    datatypes = {"INT": "INT64", "FLOAT": "FP32", "BYTES": "BYTES"}
+    inputs = [{"name": name, "datatype": datatypes[kind], "shape": [len(chosen), 1],
+               "data": [[row[name]] for row in chosen]} for name, kind in feature_kinds.items()]
+    reply = http.post(f"/v2/models/{MODEL_NAME}/infer", json={"inputs": inputs})
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["outputs"][0]["data"], expected[complete].reshape(-1),
+                               rtol=1e-6, atol=1e-7)
+
+    async def call():
+        infer_inputs = []
+        for name, column in columns_of(chosen, feature_kinds).items():
+            kind = feature_kinds[name]
+            infer_input = InferInput(name, [len(chosen), 1], datatypes[kind])
+            column = (column.astype(np.int64) if kind == "INT" else column).reshape(-1, 1)
+            infer_input.set_data_from_numpy(column, binary_data=False)
+            infer_inputs.append(infer_input)
+        client = InferenceGRPCClient(server.grpc_target)
+        try:
+            return await client.infer(InferRequest(model_name=MODEL_NAME, infer_inputs=infer_inputs))
+        finally:
+            await client.close()
+
+    response = run(call())
+    np.testing.assert_allclose(response.outputs[0].as_numpy().reshape(-1), expected[complete].reshape(-1),
+                               rtol=1e-6, atol=1e-7)
+
+
 def test_null_equals_example_without_the_feature(http, in_process, rows, feature_kinds):
     """A null feature is predicted like a tf.Example that lacks the feature (the pipeline's view)."""
     import tensorflow as tf
