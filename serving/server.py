@@ -5,7 +5,7 @@ Compared with ``kserve.ModelServer`` it:
 - logs nothing per request (no access log, no timing middleware, no gRPC interceptors);
 - answers V1 predict and V2 JSON infer in a raw ASGI fast path ahead of FastAPI
   (``fast_path.py``), and gRPC ``ModelInfer`` by decoding straight to the model's columns;
-- runs on uvloop (``--event_loop auto``, as KServe's flag documents);
+- runs on uvloop (``--event-loop auto``, as KServe's flag documents);
 - rejects bodies over ``max_request_bytes`` with 413 (gRPC: RESOURCE_EXHAUSTED, by the gRPC
   receive limit) and malformed V2 bodies with 400 instead of FastAPI's 422;
 - parses V2 REST bodies with orjson instead of FastAPI's pydantic models (same data plane);
@@ -32,7 +32,7 @@ from starlette.routing import Route
 from uvicorn.importer import import_from_string
 from grpc import StatusCode, aio
 from kserve import ModelServer
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.model import BaseKServeModel
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.dataplane import DataPlane
@@ -224,6 +224,8 @@ class LeanRESTServer(RESTServer):
         app.add_exception_handler(InvalidInput, _client_error_handler(HTTPStatus.BAD_REQUEST))
         app.add_exception_handler(ModelNotFound, _client_error_handler(HTTPStatus.NOT_FOUND))
         app.add_exception_handler(ModelNotReady, _client_error_handler(HTTPStatus.SERVICE_UNAVAILABLE))
+        # Readiness probes ask every few seconds while a version loads: no traceback for each.
+        app.add_exception_handler(ServerNotReady, _client_error_handler(HTTPStatus.SERVICE_UNAVAILABLE))
         app.add_exception_handler(RequestValidationError, _validation_error_handler)
         app.add_exception_handler(RequestTooLarge, _request_too_large_handler)
 
@@ -314,7 +316,7 @@ class LeanGRPCServer(GRPCServer):
 
 
 def _loop_factory(event_loop: str):
-    """uvloop for ``--event_loop`` auto (when installed) or uvloop, as KServe's flag documents.
+    """uvloop for ``--event-loop`` auto (when installed) or uvloop, as KServe's flag documents.
 
     ``kserve.ModelServer`` runs its servers in ``asyncio.run``, on the default loop, whatever
     the flag says; uvloop makes every request cheaper, gRPC's included.
@@ -364,7 +366,8 @@ class ProdmlModelServer(ModelServer):
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.register_signal_handler()
         with asyncio.Runner(loop_factory=_loop_factory(self.event_loop)) as runner:
-            runner.get_loop()
+            loop = runner.get_loop()
+            logger.info("event loop: %s", type(loop).__module__.split(".")[0])
             self.setup_event_loop()
             runner.run(self._serve())
 

@@ -55,6 +55,10 @@ def test_grpc_metadata_and_health(server):
     assert live and ready and model_ready
 
 
+def test_runs_on_uvloop_by_default(server):
+    assert "event loop: uvloop" in server.stderr_file.read_text()
+
+
 def test_rest_health(http):
     assert http.get("/v2/health/live").json() == {"live": True}
     assert http.get("/v2/health/ready").json() == {"ready": True}

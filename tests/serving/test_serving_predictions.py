@@ -2,12 +2,13 @@
 
 import concurrent.futures
 
+import httpx
 import numpy as np
 import pytest
 from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from .serving_support import MODEL_NAME, columns_of, predict_in_process, run
+from .serving_support import MODEL_NAME, columns_of, predict_in_process, run, start_server
 
 pytestmark = pytest.mark.serving
 
@@ -21,6 +22,18 @@ def v2_inputs(rows, kinds, binary: bool):
         infer_input.set_data_from_numpy(column, binary_data=binary)
         inputs.append(infer_input)
     return inputs
+
+
+def grpc_infer(target: str, infer_inputs):
+    """One ``ModelInfer`` call with KServe's gRPC client."""
+    async def call():
+        client = InferenceGRPCClient(target)
+        try:
+            return await client.infer(InferRequest(model_name=MODEL_NAME, infer_inputs=infer_inputs))
+        finally:
+            await client.close()
+
+    return run(call())
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +88,7 @@ def test_v2_rest_with_kserve_client(server, rows, expected, feature_kinds, binar
 
 @pytest.mark.parametrize("binary", [False, True], ids=["contents", "raw"])
 def test_v2_grpc_with_kserve_client(server, rows, expected, feature_kinds, binary):
-    async def call():
-        client = InferenceGRPCClient(server.grpc_target)
-        try:
-            request = InferRequest(model_name=MODEL_NAME, infer_inputs=v2_inputs(rows, feature_kinds, binary))
-            return await client.infer(request)
-        finally:
-            await client.close()
-
-    response = run(call())
+    response = grpc_infer(server.grpc_target, v2_inputs(rows, feature_kinds, binary))
     assert response.model_version == "1"
     np.testing.assert_allclose(response.outputs[0].as_numpy(), expected, rtol=1e-6, atol=1e-7)
 
@@ -114,21 +119,14 @@ def test_v2_column_shapes_and_integer_datatypes(server, http, rows, expected, fe
     np.testing.assert_allclose(reply.json()["outputs"][0]["data"], expected[complete].reshape(-1),
                                rtol=1e-6, atol=1e-7)
 
-    async def call():
-        infer_inputs = []
-        for name, column in columns_of(chosen, feature_kinds).items():
-            kind = feature_kinds[name]
-            infer_input = InferInput(name, [len(chosen), 1], datatypes[kind])
-            column = (column.astype(np.int64) if kind == "INT" else column).reshape(-1, 1)
-            infer_input.set_data_from_numpy(column, binary_data=False)
-            infer_inputs.append(infer_input)
-        client = InferenceGRPCClient(server.grpc_target)
-        try:
-            return await client.infer(InferRequest(model_name=MODEL_NAME, infer_inputs=infer_inputs))
-        finally:
-            await client.close()
-
-    response = run(call())
+    infer_inputs = []
+    for name, column in columns_of(chosen, feature_kinds).items():
+        kind = feature_kinds[name]
+        infer_input = InferInput(name, [len(chosen), 1], datatypes[kind])
+        column = (column.astype(np.int64) if kind == "INT" else column).reshape(-1, 1)
+        infer_input.set_data_from_numpy(column, binary_data=False)
+        infer_inputs.append(infer_input)
+    response = grpc_infer(server.grpc_target, infer_inputs)
     np.testing.assert_allclose(response.outputs[0].as_numpy().reshape(-1), expected[complete].reshape(-1),
                                rtol=1e-6, atol=1e-7)
 
@@ -190,3 +188,17 @@ def test_concurrent_callers_get_their_own_rows(server, rows, expected):
     for chosen, reply in results:
         assert reply.status_code == 200, reply.text
         np.testing.assert_allclose(reply.json()["predictions"], expected[chosen], rtol=1e-6, atol=1e-7)
+
+
+def test_asyncio_event_loop_serves_the_same(registry, tmp_path, rows, expected, feature_kinds):
+    """``--event-loop asyncio`` (instead of the default uvloop) answers every protocol alike."""
+    srv = start_server(registry, tmp_path, "--event-loop", "asyncio")
+    try:
+        srv.wait_ready()
+        assert "event loop: asyncio" in srv.stderr_file.read_text()
+        reply = httpx.post(f"{srv.url}/v1/models/{MODEL_NAME}:predict", json={"instances": rows}, timeout=30)
+        np.testing.assert_allclose(reply.json()["predictions"], expected, rtol=1e-6, atol=1e-7)
+        response = grpc_infer(srv.grpc_target, v2_inputs(rows, feature_kinds, False))
+        np.testing.assert_allclose(response.outputs[0].as_numpy(), expected, rtol=1e-6, atol=1e-7)
+    finally:
+        assert srv.stop() == 0
