@@ -367,8 +367,9 @@ class ProdmlModelServer(ModelServer):
         self.register_signal_handler()
         with asyncio.Runner(loop_factory=_loop_factory(self.event_loop)) as runner:
             loop = runner.get_loop()
+            asyncio.set_event_loop(loop)  # a Runner with a loop factory leaves it unset
             logger.info("event loop: %s", type(loop).__module__.split(".")[0])
-            self.setup_event_loop()
+            self.setup_event_loop()  # KServe's: exception handler, default executor
             runner.run(self._serve())
 
     def stop(self, sig: Optional[int] = None):
