@@ -77,7 +77,7 @@ def from_columnar(inputs: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Col
 
 def from_v2(infer_inputs: List[Any], features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
     """KServe ``InferInput``s (V2 binary REST, raw gRPC contents): one named input per feature."""
-    by_name = _by_name(infer_inputs, features)
+    by_name = _require_all({inp.name: inp for inp in infer_inputs}, features)
     rows, columns = None, {}
     for name, spec in features.items():
         inp = by_name[name]
@@ -105,19 +105,24 @@ def from_v2_json(inputs: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Colu
     A problem with the body's structure is named by its JSON path (``inputs[2].datatype``).
     """
     check_v2_json_inputs(inputs)
-    by_name = _by_name([_Named(item) for item in inputs], features)
+    by_name = _require_all({item["name"]: item for item in inputs}, features)
     rows, columns = None, {}
     for name, spec in features.items():
-        item = by_name[name].item
-        datatype = _v2_datatype(name, spec, item["datatype"])
-        shape = _v2_shape(name, item["shape"])
-        data = item["data"]
+        item = by_name[name]
+        datatype, shape, data = item["datatype"], item["shape"], item["data"]
+        if datatype != spec.datatype:
+            datatype = _v2_datatype(name, spec, datatype)
+        if len(shape) != 1 or shape[0] < 0:
+            shape = _v2_shape(name, shape)
         if data and type(data[0]) is list:
             data = [value for inner in data for value in (inner if type(inner) is list else (inner,))]
         if len(data) != shape[0]:
             raise InvalidRequest(f"Input '{name}' has {len(data)} values for shape {shape} ({datatype}): "
                                  "send one value per row.")
-        rows = _same_rows(name, shape[0], rows)
+        if rows is None:
+            rows = shape[0]
+        elif shape[0] != rows:
+            _same_rows(name, shape[0], rows)
         columns[name] = _column(spec, data, "input")
     return columns, _some_rows(rows)
 
@@ -131,7 +136,7 @@ _GRPC_CONTENTS = {"FP64": "fp64_contents", "FP32": "fp32_contents", "INT64": "in
 
 def from_v2_grpc(tensors: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
     """gRPC ``ModelInferRequest.inputs`` with typed ``contents`` (not ``raw_input_contents``)."""
-    by_name = _by_name(tensors, features)
+    by_name = _require_all({t.name: t for t in tensors}, features)
     rows, columns = None, {}
     for name, spec in features.items():
         tensor = by_name[name]
@@ -162,16 +167,7 @@ def from_v2_grpc(tensors: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Col
     return columns, _some_rows(rows)
 
 
-class _Named:
-    __slots__ = ("name", "item")
-
-    def __init__(self, item: dict):
-        self.name = item["name"]
-        self.item = item
-
-
-def _by_name(named: Any, features: Mapping[str, FeatureSpec]) -> Dict[str, Any]:
-    by_name = {inp.name: inp for inp in named}
+def _require_all(by_name: Dict[str, Any], features: Mapping[str, FeatureSpec]) -> Dict[str, Any]:
     missing = [name for name in features if name not in by_name]
     if missing:
         raise InvalidRequest(f"The request has no input {_names(missing)}. Send one input per feature "
@@ -214,7 +210,8 @@ def check_v2_json_inputs(inputs: Any) -> None:
         if not (type(item) is dict and type(item.get("name")) is str and type(item.get("datatype")) is str
                 and type(item.get("shape")) is list and type(item.get("data")) is list):
             _check_v2_json_input(i, item)
-        if not all(type(d) is int for d in item["shape"]):
+        shape = item["shape"]
+        if not (len(shape) == 1 and type(shape[0]) is int) and not all(type(d) is int for d in shape):
             raise InvalidRequest(f"inputs[{i}].shape must be a list of integers.")
 
 
@@ -231,7 +228,15 @@ def _check_v2_json_input(i: int, item: Any) -> None:
 def _column(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
     if spec.kind == keys.BYTES:
         return _strings(spec, values, where)
-    if set(map(type, values)) <= _NUMBER_OR_NULL:  # numpy turns None into NaN
+    if len(values) <= _SMALL:
+        for i, value in enumerate(values):
+            kind = type(value)
+            if kind is not float and kind is not int and value is not None:
+                raise _wrong_type(spec, where, i, value)
+            if kind is float and spec.kind == keys.INT and value == value and not value.is_integer():
+                _whole_numbers(spec, values, where)
+        return np.array(values, dtype=spec.np_dtype)  # numpy turns None into NaN
+    if set(map(type, values)) <= _NUMBER_OR_NULL:
         return _integral(spec, np.array(values, dtype=spec.np_dtype), where)
     for i, value in enumerate(values):
         if value is not None and type(value) not in _NUMBER_TYPES:

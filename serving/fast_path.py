@@ -140,7 +140,11 @@ def _plain(protocol: str, payload) -> bool:
     if "outputs" in payload or "parameters" in payload:
         return False
     inputs = payload.get("inputs")
-    return not isinstance(inputs, list) or not any(isinstance(i, dict) and "parameters" in i for i in inputs)
+    if isinstance(inputs, list):
+        for item in inputs:
+            if type(item) is dict and "parameters" in item:
+                return False
+    return True
 
 
 def _replay(body: bytes, receive):

@@ -3,10 +3,14 @@
 ``ProdmlModel`` is a ``kserve.Model``: KServe's data plane decodes V1 REST, V2 REST and V2 gRPC
 requests and calls ``preprocess`` (validate and convert to columns against the loaded
 version's signature), ``predict`` (join a micro-batch) and ``postprocess`` (encode in the
-caller's protocol, with the version that served it). Versions are loaded and warmed up in a
-background thread, so the server answers liveness at once and readiness when a version is
-warm; with ``poll_seconds`` newer versions replace the current one without a restart, and
-requests already validated against the old version finish on it.
+caller's protocol, with the version that served it). The prodml server's hot paths skip
+the data plane: ``infer_direct`` runs the same three steps on a decoded V1 body, and
+``infer_columns`` takes V2 JSON and gRPC requests decoded straight to columns.
+
+Versions are loaded and warmed up in a background thread, so the server answers liveness at
+once and readiness when a version is warm; with ``poll_seconds`` newer versions replace the
+current one without a restart, and requests already validated against the old version finish
+on it.
 """
 
 import gc
@@ -208,7 +212,8 @@ class ProdmlModel(Model):
         result = await self.predict(prepared)
         return await self.postprocess(result, None, response_headers), response_headers
 
-    async def infer_columns(self, protocol: str, decode: Callable[[Mapping[str, Any]], Tuple[Any, int]]):
+    async def infer_columns(self, protocol: str,
+                            decode: Callable[[Mapping[str, Any]], Tuple[Any, int]]) -> BatchResult:
         """Decodes with ``decode(features)`` against the current version, then micro-batches.
 
         The leanest path (V2 JSON, gRPC contents): the caller decodes straight from its wire
