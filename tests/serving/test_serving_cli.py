@@ -1,5 +1,8 @@
-"""``python -m prodml.serving`` fails fast, naming what is wrong, when there is nothing to serve."""
+"""``python -m prodml.serving`` fails fast, naming what is wrong, when there is nothing to serve;
+``python -m prodml.serving.demo`` (the end of ``make demo``) predicts raw rows over V1 and V2."""
 
+import json
+import pathlib
 import subprocess
 import sys
 
@@ -35,3 +38,20 @@ def test_unloadable_version_stops_the_server(tmp_path):
     done = _serve("--model_name", MODEL_NAME, "--model_dir", str(tmp_path))
     assert done.returncode == 1
     assert "error: model chicago-taxi:" in done.stderr
+
+
+def test_demo_predicts_raw_csv_rows_over_v1_and_v2(registry):
+    data = pathlib.Path(__file__).parents[1] / "testdata" / "taxi_small.csv"
+    command = [sys.executable, "-m", "prodml.serving.demo", "--rows", str(data), "--",
+               "--model_name", MODEL_NAME, "--model_dir", str(registry / MODEL_NAME),
+               "--http_port", str(free_port()), "--grpc_port", str(free_port())]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    v1 = next(line for line in lines if line.startswith("V1 POST"))
+    v2 = next(line for line in lines if line.startswith("V2 POST"))
+    assert "→ 200 " in v1 and "→ 200 " in v2
+    v1_predictions = json.loads(v1.split("→ 200 ", 1)[1])["predictions"]
+    v2_outputs = json.loads(v2.split("→ 200 outputs ", 1)[1])
+    assert len(v1_predictions) == 2
+    assert v2_outputs[0]["data"] == pytest.approx(v1_predictions, rel=1e-6)
