@@ -224,11 +224,8 @@ def measure_servers(servers: Dict[str, List[str]], payloads: dict, concurrencies
             for concurrency in concurrencies:
                 for _ in range(args.repeats):
                     for name, (proc, http_port, grpc_port, _) in running.items():
-                        cpu_before = process_cpu_seconds(proc.pid)
-                        cell = asyncio.run(load(protocol, payloads[protocol], concurrency, args.duration,
-                                                args.warmup, http_port, grpc_port))
-                        cell["server_cpu_s"] = process_cpu_seconds(proc.pid) - cpu_before
-                        cells[name][protocol][str(concurrency)].append(cell)
+                        cells[name][protocol][str(concurrency)].append(
+                            measure_cell(proc, protocol, payloads[protocol], concurrency, args, http_port, grpc_port))
                 for name in servers:
                     r = pool(cells[name][protocol][str(concurrency)], args.duration)
                     cells[name][protocol][str(concurrency)] = r
@@ -261,12 +258,8 @@ def measure_grpc_floor(payloads: list, concurrencies: List[int], args, cpus, wor
                 sys.exit(f"The gRPC floor server did not start; see {log_path}")
         cells = {}
         for concurrency in concurrencies:
-            runs = []
-            for _ in range(args.repeats):
-                cpu_before = process_cpu_seconds(proc.pid)
-                cell = asyncio.run(load("grpc", payloads, concurrency, args.duration, args.warmup, 0, grpc_port))
-                cell["server_cpu_s"] = process_cpu_seconds(proc.pid) - cpu_before
-                runs.append(cell)
+            runs = [measure_cell(proc, "grpc", payloads, concurrency, args, 0, grpc_port)
+                    for _ in range(args.repeats)]
             cells[str(concurrency)] = r = pool(runs, args.duration)
             print(f"   {'grpc floor':11} grpc c={concurrency:<3} {r['rps']:7.0f} req/s  p50 {r['p50_ms']:7.2f} ms"
                   f"  server CPU {r['server_cpu_ms_per_request']:.3f} ms/req", file=sys.stderr, flush=True)
@@ -274,6 +267,15 @@ def measure_grpc_floor(payloads: list, concurrencies: List[int], args, cpus, wor
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def measure_cell(proc, protocol: str, payloads: list, concurrency: int, args, http_port: int,
+                 grpc_port: int) -> dict:
+    """One run of ``load`` against the server ``proc``, with the server's CPU seconds during it."""
+    cpu_before = process_cpu_seconds(proc.pid)
+    cell = asyncio.run(load(protocol, payloads, concurrency, args.duration, args.warmup, http_port, grpc_port))
+    cell["server_cpu_s"] = process_cpu_seconds(proc.pid) - cpu_before
+    return cell
 
 
 def start(command: List[str], cpus, workdir: str, http: bool = True):

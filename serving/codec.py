@@ -11,6 +11,7 @@ values when a column holds nulls or strings or is short (where numpy's fixed cos
 from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
+from kserve.constants.constants import GRPC_CONTENT_DATATYPE_MAPPINGS
 
 from prodml.components.common import keys
 from prodml.serving.errors import InvalidRequest
@@ -82,7 +83,7 @@ def from_v2(infer_inputs: List[Any], features: Mapping[str, FeatureSpec]) -> Tup
     for name, spec in features.items():
         inp = by_name[name]
         datatype = _v2_datatype(name, spec, inp.datatype)
-        shape = _v2_shape(name, list(inp.shape))
+        shape = _v2_shape(name, inp.shape)
         try:
             array = inp.as_numpy()
         except (ValueError, TypeError) as e:
@@ -109,29 +110,17 @@ def from_v2_json(inputs: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Colu
     rows, columns = None, {}
     for name, spec in features.items():
         item = by_name[name]
-        datatype, shape, data = item["datatype"], item["shape"], item["data"]
-        if datatype != spec.datatype:
-            datatype = _v2_datatype(name, spec, datatype)
-        if len(shape) != 1 or shape[0] < 0:
-            shape = _v2_shape(name, shape)
+        datatype = _v2_datatype(name, spec, item["datatype"])
+        shape = _v2_shape(name, item["shape"])
+        data = item["data"]
         if data and type(data[0]) is list:
             data = [value for inner in data for value in (inner if type(inner) is list else (inner,))]
         if len(data) != shape[0]:
             raise InvalidRequest(f"Input '{name}' has {len(data)} values for shape {shape} ({datatype}): "
                                  "send one value per row.")
-        if rows is None:
-            rows = shape[0]
-        elif shape[0] != rows:
-            _same_rows(name, shape[0], rows)
+        rows = _same_rows(name, shape[0], rows)
         columns[name] = _column(spec, data, "input")
     return columns, _some_rows(rows)
-
-
-# V2 datatype -> the InferTensorContents field that carries it on gRPC.
-_GRPC_CONTENTS = {"FP64": "fp64_contents", "FP32": "fp32_contents", "INT64": "int64_contents",
-                  "INT32": "int_contents", "INT16": "int_contents", "INT8": "int_contents",
-                  "UINT64": "uint64_contents", "UINT32": "uint_contents", "UINT16": "uint_contents",
-                  "UINT8": "uint_contents", "BYTES": "bytes_contents"}
 
 
 def from_v2_grpc(tensors: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
@@ -140,30 +129,17 @@ def from_v2_grpc(tensors: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Col
     rows, columns = None, {}
     for name, spec in features.items():
         tensor = by_name[name]
-        datatype = tensor.datatype
-        if datatype != spec.datatype:
-            datatype = _v2_datatype(name, spec, datatype)
-        shape = tensor.shape
-        if len(shape) != 1 or shape[0] < 0:
-            shape = _v2_shape(name, list(shape))
-        field = _GRPC_CONTENTS.get(datatype)
+        datatype = _v2_datatype(name, spec, tensor.datatype)
+        shape = _v2_shape(name, tensor.shape)
+        field = GRPC_CONTENT_DATATYPE_MAPPINGS.get(datatype)
         if field is None:
             raise InvalidRequest(f"Input '{name}' is {datatype}: send it in raw_input_contents, or as FP32.")
         values = list(getattr(tensor.contents, field))
         if len(values) != shape[0]:
             raise InvalidRequest(f"Input '{name}' has {len(values)} values in contents.{field} for shape "
                                  f"{list(shape)} ({datatype}): send one value per row.")
-        if rows is None:
-            rows = len(values)
-        elif len(values) != rows:
-            _same_rows(name, len(values), rows)
-        if spec.kind == keys.BYTES:
-            columns[name] = _strings(spec, values, "input")
-        elif spec.kind == keys.INT and len(values) <= _SMALL:
-            _whole_numbers(spec, values, "input")
-            columns[name] = np.array(values, dtype=spec.np_dtype)
-        else:
-            columns[name] = _integral(spec, np.array(values, dtype=spec.np_dtype), "input")
+        rows = _same_rows(name, len(values), rows)
+        columns[name] = _column(spec, values, "input")
     return columns, _some_rows(rows)
 
 
@@ -176,6 +152,8 @@ def _require_all(by_name: Dict[str, Any], features: Mapping[str, FeatureSpec]) -
 
 
 def _v2_datatype(name: str, spec: FeatureSpec, datatype: str) -> str:
+    if datatype == spec.datatype:
+        return datatype
     datatype = (datatype or "").upper()
     if datatype not in _ACCEPTED_V2[spec.datatype]:
         raise InvalidRequest(f"Input '{name}' has datatype {datatype or 'none'}; this feature takes "
@@ -183,9 +161,10 @@ def _v2_datatype(name: str, spec: FeatureSpec, datatype: str) -> str:
     return datatype
 
 
-def _v2_shape(name: str, shape: list) -> list:
+def _v2_shape(name: str, shape) -> list:
+    """``shape`` (a list, or gRPC's repeated field) if it is ``[rows]`` or ``[rows, 1]``."""
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
-        raise InvalidRequest(f"Input '{name}' has shape {shape}; it must be [rows] or [rows, 1].")
+        raise InvalidRequest(f"Input '{name}' has shape {list(shape)}; it must be [rows] or [rows, 1].")
     return shape
 
 

@@ -7,15 +7,11 @@ The same documents KServe's ``InferResponse.to_rest`` / ``to_grpc`` produce for 
 import uuid
 from typing import Any, Optional
 
+from kserve.constants.constants import GRPC_CONTENT_DATATYPE_MAPPINGS
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from prodml.components.common import keys
 from prodml.serving.batcher import BatchResult
-
-# V2 datatype of the output -> the InferTensorContents field that carries it.
-_CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents",
-             "INT32": "int_contents", "BOOL": "bool_contents", "BYTES": "bytes_contents"}
-
 
 def v2_json(model_name: str, request_id: Optional[Any], served: BatchResult) -> dict:
     """The V2 REST response body (serialize with orjson's ``OPT_SERIALIZE_NUMPY``)."""
@@ -33,7 +29,7 @@ def v2_grpc(model_name: str, request_id: str, served: BatchResult) -> pb.ModelIn
     """The gRPC ``ModelInferResponse`` with typed contents."""
     predictions = served.predictions
     datatype = served.version.output_datatype
-    contents = pb.InferTensorContents(**{_CONTENTS[datatype]: predictions.reshape(-1).tolist()})
+    contents = pb.InferTensorContents(**{GRPC_CONTENT_DATATYPE_MAPPINGS[datatype]: predictions.reshape(-1).tolist()})
     output = pb.ModelInferResponse.InferOutputTensor(name=keys.PREDICTIONS, datatype=datatype,
                                                      shape=predictions.shape, contents=contents)
     return pb.ModelInferResponse(model_name=model_name, model_version=str(served.version.version),
