@@ -5,9 +5,10 @@ import json
 import os
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-from prodml.components.common.errors import ConfigError, ProdmlError
+from prodml.components.common import defaults, names
+from prodml.components.common.errors import EXIT_INTERRUPTED, ConfigError, ProdmlError
 
 SERVING_PYTHON_ENV = "PRODML_SERVING_PYTHON"
 
@@ -26,7 +27,46 @@ def main(argv: Optional[List[str]] = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("prodml: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _checked(parse: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse ``type``: ``parse`` the text, then ``check`` the value; failures are usage errors (exit 2)."""
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            kind = "a whole number" if parse is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        try:
+            return check(value)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
+
+
+def _port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{port} is not a TCP port: give a number from 1 to 65535.")
+    return port
+
+
+def _preflight(check: str, *args: Any) -> Callable[[Any], Any]:
+    """``preflight.<check>(value, *args)``, imported when a flag is parsed (it loads pandas)."""
+    def run(value: Any) -> Any:
+        from prodml.pipelines import preflight
+
+        return getattr(preflight, check)(value, *args)
+
+    run.__name__ = check
+    return run
+
+
+_MODEL_NAME = _checked(str, names.check_model_name)
+_VERSION = _checked(int, names.check_version)
+_PORT = _checked(int, _port)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     training = run_what.add_parser("training", help="ingest → validate → transform → train → evaluate → push")
     training.add_argument("--data", required=True, help="CSV or Parquet file, folder or glob (path or gfile URI)")
     training.add_argument("--label", required=True, help="label column")
-    training.add_argument("--model-name", required=True, help="registry model name (a DNS-1123 label)")
+    training.add_argument("--model-name", required=True, type=_MODEL_NAME,
+                          help="registry model name (a DNS-1123 label)")
     training.add_argument("--problem", default="auto", choices=["auto", "binary", "multiclass", "regression"])
     training.add_argument("--preprocessing", default="", help="Python file defining preprocessing_fn")
     training.add_argument("--trainer", default="", help="Python file defining run_fn")
@@ -48,10 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     training.add_argument("--slice-feature", default="", help="raw feature to slice eval metrics by")
     training.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
                           help="absolute blessing bound, e.g. auc=0.9 (repeatable)")
-    training.add_argument("--tolerance", type=float, default=0.01,
-                          help="how far the candidate may fall behind the pushed model")
-    training.add_argument("--epochs", type=int, default=10)
-    training.add_argument("--seed", type=int, default=42)
+    training.add_argument("--tolerance", type=_checked(float, _preflight("check_tolerance")),
+                          default=defaults.TOLERANCE, help="how far the candidate may fall behind the pushed model")
+    training.add_argument("--epochs", type=_checked(int, _preflight("check_positive_int", "epochs")),
+                          default=defaults.EPOCHS)
+    training.add_argument("--batch-size", type=_checked(int, _preflight("check_positive_int", "batch_size")),
+                          default=defaults.BATCH_SIZE)
+    training.add_argument("--seed", type=_checked(int, _preflight("check_seed")), default=defaults.SEED)
     training.add_argument("--root", default=None, help="local home (default $PRODML_HOME or ~/.prodml)")
     training.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
     training.add_argument("--verbose", action="store_true", help="show every log line and tracebacks")
@@ -62,11 +106,24 @@ def _parser() -> argparse.ArgumentParser:
     comp.set_defaults(handler=_compile)
 
     lin = commands.add_parser("lineage", help="show the lineage of a pushed model from ML Metadata")
-    lin.add_argument("--model-name", required=True)
-    lin.add_argument("--version", type=int, default=None, help="default: the latest version")
+    lin.add_argument("--model-name", required=True, type=_MODEL_NAME)
+    lin.add_argument("--version", type=_VERSION, default=None, help="a version ≥ 1 (default: the latest version)")
     lin.add_argument("--root", default=None)
     lin.add_argument("--json", action="store_true")
     lin.set_defaults(handler=_lineage)
+
+    gc = commands.add_parser("gc", help="remove what killed runs left behind; record pushes they did not",
+                             description="Finds staging folders, dead pushers' claims, incomplete versions, "
+                                         ".tmp-* files and pipeline_root folders of killed runs under --root, "
+                                         "removes them, and records the lineage of a version whose push was "
+                                         "killed after publishing. Anything newer than --older-than is left "
+                                         "alone unless its process is known to be dead.")
+    gc.add_argument("--root", default=None, help="local home (default $PRODML_HOME or ~/.prodml)")
+    gc.add_argument("--dry-run", action="store_true", help="report only; change nothing")
+    gc.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
+                    help="leave alone what changed more recently (default 3600; 0 when no run is in progress)")
+    gc.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
+    gc.set_defaults(handler=_gc)
 
     sub = commands.add_parser("submit", help="submit the pipeline to a Kubeflow Pipelines server (kfp.Client)",
                               description="Creates a run, or a recurring run, of the training pipeline (or of "
@@ -77,6 +134,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="bearer token for kfp.Client (default $KF_PIPELINES_TOKEN, better: a flag shows in "
                           "shell history); never stored")
     sub.add_argument("--kube-context", default=None, help="kubeconfig context, when no host is given")
+    sub.add_argument("--service-account", default=None, metavar="NAME",
+                     help="Kubernetes service account the run's pods use, e.g. prodml-deployer from "
+                          "manifests/kserve/rbac.yaml so that deploy may apply InferenceServices (default: the "
+                          "server's, usually pipeline-runner)")
     sub.add_argument("--namespace", default=None, help="your profile namespace (multi-user Kubeflow)")
     sub.add_argument("--experiment", default="prodml", help="experiment to run in (created if needed)")
     sub.add_argument("--run-name", default=None, help="default: '<pipeline name> <timestamp>'")
@@ -95,11 +156,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=_submit)
 
     serve = commands.add_parser("serve", help="serve a pushed model with the KServe predictor")
-    serve.add_argument("--model-name", required=True)
+    serve.add_argument("--model-name", required=True, type=_MODEL_NAME)
     serve.add_argument("--root", default=None)
-    serve.add_argument("--version", type=int, default=None, help="pin a version (default: latest)")
-    serve.add_argument("--http-port", type=int, default=8080)
-    serve.add_argument("--grpc-port", type=int, default=8081)
+    serve.add_argument("--version", type=_VERSION, default=None, help="pin a version ≥ 1 (default: latest)")
+    serve.add_argument("--http-port", type=_PORT, default=8080)
+    serve.add_argument("--grpc-port", type=_PORT, default=8081)
     serve.add_argument("--poll", action="store_true", help="pick up newly pushed versions without a restart")
     serve.add_argument("--demo-requests", default="", metavar="CSV",
                        help="start, send one V1 and one V2 prediction made from rows of CSV, and stop")
@@ -116,7 +177,7 @@ def _run_training(args) -> int:
         trainer_module=args.trainer, drop_columns=_split_list(args.drop_columns),
         user_schema_uri=args.schema, baseline_statistics_uri=args.baseline_statistics,
         slice_feature=args.slice_feature, thresholds=_parse_thresholds(args.threshold),
-        tolerance=args.tolerance, epochs=args.epochs, seed=args.seed)
+        tolerance=args.tolerance, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     print(_human_summary(summary))
     if args.json:
         keys = ("run_id", "metrics", "blessed", "reasons", "pushed", "metadata_db", "data_version")
@@ -157,6 +218,19 @@ def _lineage(args) -> int:
     return 0
 
 
+def _gc(args) -> int:
+    import dataclasses
+
+    from prodml.pipelines.gc import DEFAULT_OLDER_THAN, collect_garbage, format_findings
+
+    older_than = DEFAULT_OLDER_THAN if args.older_than is None else args.older_than
+    findings = collect_garbage(args.root, dry_run=args.dry_run, older_than=older_than)
+    print(format_findings(findings, args.dry_run))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(f) for f in findings], sort_keys=True))
+    return 0
+
+
 def _submit(args) -> int:
     import dataclasses
     import tempfile
@@ -165,40 +239,76 @@ def _submit(args) -> int:
 
     if (args.pipeline_name or args.version_name) and not args.upload:
         raise ConfigError("--pipeline-name and --version-name name an upload: add --upload.")
+    submit.check_service_account(args.service_account)
     with tempfile.TemporaryDirectory(prefix="prodml-submit-") as folder:
         package = args.package or submit.default_package(folder)
         arguments = submit.parse_arguments(args.param, submit.pipeline_parameters(package))
-        client = submit.connect(host=args.host, existing_token=args.existing_token, namespace=args.namespace,
-                                kube_context=args.kube_context)
-        result = submit.submit(client, package, arguments, namespace=args.namespace, experiment=args.experiment,
-                               run_name=args.run_name, cron=args.recurring, upload=args.upload,
-                               pipeline_name=args.pipeline_name, version_name=args.version_name, host=args.host)
+        if not args.package:  # prodml's own pipeline: its parameter values are known here
+            from prodml.pipelines import preflight
+
+            preflight.check_values(arguments)
+        with submit.redacted(args.existing_token or os.environ.get(submit.TOKEN_ENV)) as redact:
+            client = submit.connect(host=args.host, existing_token=args.existing_token, namespace=args.namespace,
+                                    kube_context=args.kube_context)
+            result = submit.submit(client, package, arguments, namespace=args.namespace,
+                                   experiment=args.experiment, run_name=args.run_name, cron=args.recurring,
+                                   upload=args.upload, pipeline_name=args.pipeline_name,
+                                   version_name=args.version_name, host=args.host,
+                                   service_account=args.service_account)
+    lines = []
     if result.pipeline_url:
-        print(f"Pipeline version: {result.pipeline_url}")
+        lines.append(f"Pipeline version: {result.pipeline_url}")
     if result.kind == "recurring_run":
-        print(f"Recurring run '{result.name}' ({result.cron}): {result.url}")
+        lines.append(f"Recurring run '{result.name}' ({result.cron}): {result.url}")
     else:
-        print(f"Run '{result.name}': {result.url}")
+        lines.append(f"Run '{result.name}': {result.url}")
     if args.json:
-        print(json.dumps(dataclasses.asdict(result), sort_keys=True))
+        lines.append(json.dumps(dataclasses.asdict(result), sort_keys=True))
+    print(redact("\n".join(lines)))
     return 0
 
 
 def _serve(args) -> int:
+    import signal
+
     from prodml.pipelines.local import prepare_root
 
     root = prepare_root(args.root)
     python = serving_python()
-    command = [python, "-m", "prodml.serving", "--model_name", args.model_name,
-               "--model_dir", os.path.join(root.registry, args.model_name),
+    command = [python, "-m", "prodml.serving", "--model_name", args.model_name, "--registry", root.registry,
                "--http_port", str(args.http_port), "--grpc_port", str(args.grpc_port)]
-    if args.version:
+    if args.version is not None:
         command += ["--version", str(args.version)]
     if args.poll:
         command += ["--poll", "2"]
     if args.demo_requests:
         command = [python, "-m", "prodml.serving.demo", "--rows", args.demo_requests, "--"] + command[3:]
-    return subprocess.call(command)
+
+    def stop_with_parent():  # Linux: the server gets SIGTERM if this process dies without forwarding
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    # The server has its own process group, so a terminal's Ctrl-C reaches it once, through this
+    # process: SIGTERM and SIGINT are forwarded, then the server's graceful shutdown is awaited.
+    server = subprocess.Popen(command, process_group=0, preexec_fn=stop_with_parent)
+    received = []
+
+    def forward(signum, _frame):
+        received.append(signum)
+        if server.poll() is None:
+            server.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = server.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_INTERRUPTED if signal.SIGINT in received else code
 
 
 def serving_python() -> str:

@@ -9,13 +9,13 @@ rewrites ``manifests/components/<name>/`` (component.yaml, metadata.yaml, README
 """
 
 VERSIONS = {
-    "ingest": "1.0.0",
-    "validate": "1.0.0",
-    "transform": "1.0.0",
-    "train": "1.0.0",
-    "evaluate": "1.0.0",
-    "push": "1.0.0",
-    "deploy": "1.0.0",
+    "ingest": "1.0.1",
+    "validate": "1.0.1",
+    "transform": "1.0.1",
+    "train": "1.0.1",
+    "evaluate": "1.0.1",
+    "push": "2.0.0",
+    "deploy": "2.0.0",
 }
 
 STABILITY = {name: "beta" for name in VERSIONS}

@@ -2,7 +2,7 @@
 
 from typing import Any, Dict, List, Optional
 
-from prodml.components.common import lineage, registry
+from prodml.components.common import lineage, names, registry
 from prodml.components.common.errors import RegistryError
 
 # The main line from a pushed model back to its source: (component, the input that leads further back).
@@ -12,16 +12,36 @@ _MAIN_LINE = (("push", "model"), ("train", "transformed_examples"), ("transform"
 
 def model_lineage(connection: str, registry_uri: str, model_name: str,
                   version: Optional[int] = None) -> Dict[str, Any]:
-    """Returns the pushed version, the executions upstream of it, and its source data fingerprint."""
-    version = version or registry.latest_version(registry_uri, model_name)
+    """Returns the pushed version, the executions upstream of it, and its source data fingerprint.
+
+    ``version`` None means the latest; 0 or a negative number is a ConfigError, as is a model
+    name that is not a DNS-1123 label (a path separator or '..' never reaches the registry).
+    """
+    names.check_model_name(model_name, "model name (--model-name)")
+    if names.check_version(version) is None:
+        version = registry.latest_version(registry_uri, model_name)
     if version is None:
         raise RegistryError(f"No version of model '{model_name}' is pushed under {registry_uri}. "
                             "Run 'prodml run training' first, or check --root and --model-name.")
+    complete = registry.list_versions(registry_uri, model_name)
+    if version not in complete:
+        raise RegistryError(f"Version {version} of '{model_name}' is not a complete version under {registry_uri} "
+                            f"(complete versions: {complete or 'none'}): without its completion marker it is "
+                            "still being pushed, or its pusher died ('prodml gc' removes what it left).")
     uri = registry.version_uri(registry_uri, model_name, version)
     found = lineage.find_artifacts(connection, uri, lineage.MODEL)
     if not found:
+        # A push killed between publishing and recording: record it from the version's marker.
+        from prodml.pipelines.gc import reconcile_push
+
+        if reconcile_push(connection, registry_uri, model_name, version):
+            found = lineage.find_artifacts(connection, uri, lineage.MODEL)
+    if not found:
+        run_id = registry.read_marker(registry_uri, model_name, version).get("run_id")
         raise RegistryError(f"Version {version} of '{model_name}' ({uri}) has no record in ML Metadata "
-                            f"({connection}); it was not pushed by a recorded run.")
+                            f"({lineage.redact(connection)}); "
+                            + (f"run {run_id} published it and has not recorded it (yet)." if run_id
+                               else "it was not pushed by a recorded run."))
     steps = lineage.upstream(connection, found[0].id)
     by_component = {step["component"]: step for step in steps}
     chain = []

@@ -8,6 +8,7 @@ run makes: ``pipeline_root/`` (KFP artifacts), ``registry/`` (pushed versions),
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import re
 import sys
@@ -17,13 +18,28 @@ import uuid
 from typing import Any, Dict, Optional, TextIO
 
 from prodml.components.common import dataio
-from prodml.components.common.errors import ConfigError, InputDataError, ProdmlError
+from prodml.components.common.errors import EXIT_DATA, EXIT_USAGE, ConfigError, ProdmlError
 from prodml.components.common.logs import silence_tensorflow
 from prodml.components.common.task import ERROR_FILE_ENV
+from prodml.pipelines import preflight
+from prodml.pipelines.run_summary import summarize_run
+
+# The parameters run_training sets itself rather than taking from its caller.
+_SET_BY_RUN = ("data_uri", "label", "model_name", "registry_uri", "metadata_connection")
 
 
 class PipelineFailed(ProdmlError):
-    """A pipeline step failed; the message is that step's own error."""
+    """A pipeline step failed; the message is that step's own error.
+
+    ``step`` is the failing component and ``error`` the class name of its error, when the step
+    reported one. ``exit_code`` is the step's: 2 when the step failed on a usage error (e.g. a
+    user module that does not import), 3 otherwise.
+    """
+
+    def __init__(self, message: str, step: str = "", error: str = "", exit_code: int = EXIT_DATA):
+        super().__init__(message)
+        self.step, self.error = step, error
+        self.exit_code = exit_code if exit_code in (EXIT_USAGE, EXIT_DATA) else EXIT_DATA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,15 +85,6 @@ def prepare_root(path: Optional[str] = None) -> LocalRoot:
         raise ConfigError(f"The root folder {root.path} is not writable ({e.strerror or e}). "
                           "Pass --root with a folder you can write to, or set PRODML_HOME.") from e
     return root
-
-
-def check_data_uri(data_uri: str) -> None:
-    """Fails early, naming the path, when the input data does not exist."""
-    if any(ch in data_uri for ch in "*?["):
-        return
-    if not dataio.exists(data_uri):
-        raise InputDataError(f"The data file {data_uri} does not exist. Check the path given to --data "
-                             "(a CSV or Parquet file, a folder of them, a glob, or a gs:// / s3:// URI).")
 
 
 class ProgressStream(io.TextIOBase):
@@ -132,22 +139,25 @@ def run_training(data_uri: str, label: str, model_name: str, root: Optional[str]
     ``params`` are further ``training_pipeline`` parameters (problem_type, drop_columns,
     preprocessing_module, trainer_module, epochs, thresholds, ...). The summary holds run_id,
     metrics, blessed, reasons, pushed (version and uri, or None), data_version, metadata_db
-    and log_file. A failing step raises :class:`PipelineFailed` with that step's message.
+    and log_file.
+
+    Before any step runs, every parameter and the data's header are checked
+    (:func:`prodml.pipelines.preflight.check_training`): a bad one raises ``ConfigError`` (or
+    ingest's ``InputDataError`` when the data cannot be read). A failing step raises
+    :class:`PipelineFailed` with that step's message and exit code.
     """
     silence_tensorflow()
     from kfp import local
 
     from prodml.pipelines.training import training_pipeline
 
-    local_root = prepare_root(root)
-    check_data_uri(data_uri)
-    for key in ("preprocessing_module", "trainer_module", "user_schema_uri"):
-        if params.get(key) and not dataio.exists(params[key]):
-            raise ConfigError(f"The file {params[key]} given as {key} does not exist.")
     data_uri = os.path.abspath(data_uri) if dataio.is_local(data_uri) else data_uri
     for key in ("preprocessing_module", "trainer_module", "user_schema_uri", "baseline_statistics_uri"):
         if params.get(key) and dataio.is_local(params[key]):
-            params[key] = os.path.abspath(params[key])
+            params[key] = os.path.abspath(dataio.local_path(params[key]))
+    known = [name for name in training_pipeline.component_spec.inputs if name not in _SET_BY_RUN]
+    params = preflight.check_training(data_uri, label, model_name, params, known_parameters=known)
+    local_root = prepare_root(root)
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=local_root.pipeline_root,
                raise_on_error=True)
@@ -165,7 +175,7 @@ def run_training(data_uri: str, label: str, model_name: str, root: Optional[str]
                                              registry_uri=local_root.registry,
                                              metadata_connection=local_root.metadata_connection, **params)
                 except RuntimeError as e:
-                    raise PipelineFailed(_failure_message(error_file, log_path, e)) from e
+                    raise _step_failure(error_file, log_path, e) from e
     finally:
         if previous_error_env is None:
             os.environ.pop(ERROR_FILE_ENV, None)
@@ -173,27 +183,27 @@ def run_training(data_uri: str, label: str, model_name: str, root: Optional[str]
             os.environ[ERROR_FILE_ENV] = previous_error_env
         if os.path.exists(error_file):
             os.remove(error_file)
-    summary = _restore_integers(dict(task.output))
+    summary = summarize_run(task.output)
     summary.update(metadata_db=local_root.metadata_db, log_file=log_path, registry=local_root.registry,
                    step_seconds=stream.step_seconds, total_seconds=round(time.perf_counter() - started, 3))
     return summary
 
 
-def _restore_integers(summary: Dict[str, Any]) -> Dict[str, Any]:
-    """KFP passes dict outputs as protobuf Structs, whose numbers are all floats; counts are ints."""
-    if summary.get("pushed"):
-        summary["pushed"]["version"] = int(summary["pushed"]["version"])
-    data_version = summary.get("data_version") or {}
-    data_version["row_counts"] = {k: int(v) for k, v in data_version.get("row_counts", {}).items()}
-    if "example_count" in summary.get("metrics", {}):
-        summary["metrics"]["example_count"] = int(summary["metrics"]["example_count"])
-    return summary
-
-
-def _failure_message(error_file: str, log_path: str, error: RuntimeError) -> str:
+def _step_failure(error_file: str, log_path: str, error: RuntimeError) -> PipelineFailed:
+    """The failed step's own error (message, class, exit code) from the error file it wrote, if any."""
+    records = []
     if os.path.exists(error_file):
         with open(error_file, encoding="utf-8") as f:
-            reason = f.read().strip()
-        return f"{reason} (full log: {log_path})"
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = {"message": line.strip()}
+                if isinstance(record, dict) and record.get("message"):
+                    records.append(record)
+    if records:
+        last = records[-1]  # steps run one at a time and the first failure stops the run
+        return PipelineFailed(f"{last['message']} (full log: {log_path})", step=str(last.get("component", "")),
+                              error=str(last.get("error", "")), exit_code=last.get("exit_code", EXIT_DATA))
     plain = ProgressStream._ANSI.sub("", str(error))
-    return f"{plain} See the full log with the traceback: {log_path}"
+    return PipelineFailed(f"{plain} See the full log with the traceback: {log_path}")

@@ -5,19 +5,28 @@ A submission creates a run (or a recurring run on a cron schedule) in an experim
 an existing one, and the run refers to that version; otherwise the run carries its pipeline spec.
 
 Authentication is the SDK's: a bearer token passed through (``existing_token``), or, without a
-host, the in-cluster service account or the kubeconfig. Nothing is stored by prodml.
+host, the in-cluster service account or the kubeconfig. Nothing is stored by prodml, and the CLI's
+output never shows the token (:func:`redacted`). A token sent to a non-loopback host over plain
+``http://`` draws a one-line warning on stderr (:func:`plain_http_warning`).
+
+The run's pods use the Kubernetes service account given as ``service_account`` (default: the
+server's, usually ``pipeline-runner``). Give ``prodml-deployer`` from ``manifests/kserve/rbac.yaml``
+so that the deploy step may apply InferenceServices.
 """
 
 import contextlib
 import dataclasses
 import datetime
 import io
+import ipaddress
 import json
 import os
 import re
 import socket
+import sys
+import urllib.parse
 import warnings
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import yaml
 
@@ -32,6 +41,10 @@ CONNECT_TIMEOUT = 5.0   # seconds to open a connection to the API
 REQUEST_TIMEOUT = 30.0  # seconds any single socket operation may take
 HEALTHZ_PATH = "/apis/v2beta1/healthz"
 _IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+# A Kubernetes object name (DNS-1123 subdomain), which a service account's name is.
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_MAX_SUBDOMAIN_LENGTH = 253
 
 _TYPE_NAMES = {"STRING": "str", "NUMBER_INTEGER": "int", "NUMBER_DOUBLE": "float", "BOOLEAN": "bool",
                "LIST": "list", "STRUCT": "dict"}
@@ -73,6 +86,7 @@ class Submission:
     pipeline_version_id: Optional[str] = None
     pipeline_url: Optional[str] = None
     cron: Optional[str] = None
+    service_account: Optional[str] = None
 
 
 def pipeline_parameters(package_path: str) -> Dict[str, Parameter]:
@@ -164,6 +178,69 @@ def cron_schedule(cron: str) -> str:
                       "weekday, e.g. '0 2 * * *' for 02:00 daily) or KFP's 6 fields with seconds first.")
 
 
+def check_service_account(name: Optional[str]) -> Optional[str]:
+    """None (the server's default) or a Kubernetes service account name (a DNS-1123 subdomain)."""
+    if name is None:
+        return None
+    if not (isinstance(name, str) and len(name) <= _MAX_SUBDOMAIN_LENGTH and _DNS1123_SUBDOMAIN.fullmatch(name)):
+        raise ConfigError(f"--service-account {name!r} is not a Kubernetes service account name: use lowercase "
+                          "letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. "
+                          "prodml-deployer, from manifests/kserve/rbac.yaml).")
+    return name
+
+
+def plain_http_warning(host: Optional[str], token: Optional[str]) -> Optional[str]:
+    """The one-line warning due when ``token`` would go to ``host`` over plain HTTP, else None.
+
+    A loopback host (localhost, 127.0.0.0/8, ::1) draws none: that traffic stays on this machine,
+    and ``kubectl port-forward`` carries it on through the API server's TLS connection.
+    """
+    host = _normalize_host(host or "")
+    if not token or not host.startswith("http://"):
+        return None
+    parts = urllib.parse.urlsplit(host)
+    if _is_loopback(parts.hostname or ""):
+        return None
+    shown = f"http://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return (f"prodml: warning: the bearer token goes to {shown} over plain http://, readable by anyone on the "
+            "network path; use https://, or 'kubectl port-forward' and --host http://localhost:PORT.")
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def redacted(*secrets: Optional[str]) -> Iterator[Callable[[str], str]]:
+    """Yields ``redact(text)``, which masks each secret; a ProdmlError raised inside has them masked too.
+
+    The CLI prints everything through it, so that a token echoed back by a server or a proxy in
+    an error message never reaches the terminal or a CI log.
+    """
+    masked = [s for s in secrets if s]
+
+    def redact(text: str) -> str:
+        for secret in masked:
+            text = text.replace(secret, "***")
+        return text
+
+    try:
+        yield redact
+    except ProdmlError as e:
+        clean = redact(str(e))
+        if clean == str(e):
+            raise
+        error = type(e).__new__(type(e))
+        Exception.__init__(error, clean)
+        error.__dict__.update(e.__dict__)  # exit_code and the like, when set per instance
+        raise error from None  # the original, with the secret, is not chained
+
+
 def default_package(folder: str) -> str:
     """Compiles prodml's training pipeline from the code into ``folder``; returns the YAML's path."""
     from prodml.pipelines.compile import compile_pipeline
@@ -183,6 +260,9 @@ def connect(host: Optional[str] = None, existing_token: Optional[str] = None,
 
     host = _normalize_host(host or os.environ.get(HOST_ENV, ""))
     token = existing_token or os.environ.get(TOKEN_ENV) or None
+    warning = plain_http_warning(host, token)
+    if warning:
+        print(warning, file=sys.stderr)
     if host:
         multi_user = _check_healthz(host, token)
         if multi_user and not namespace:
@@ -206,14 +286,17 @@ def connect(host: Optional[str] = None, existing_token: Optional[str] = None,
 def submit(client, package_path: str, arguments: Dict[str, Any], *, namespace: Optional[str] = None,
            experiment: str = DEFAULT_EXPERIMENT, run_name: Optional[str] = None, cron: Optional[str] = None,
            upload: bool = False, pipeline_name: Optional[str] = None,
-           version_name: Optional[str] = None, host: Optional[str] = None) -> Submission:
+           version_name: Optional[str] = None, host: Optional[str] = None,
+           service_account: Optional[str] = None) -> Submission:
     """Creates a run (or, with ``cron``, a recurring run) of a compiled pipeline in ``experiment``.
 
     With ``upload``, the package becomes a new version ``version_name`` of pipeline
     ``pipeline_name`` (created if needed; default: the name in the spec) and the run refers to
     it. ``arguments`` should come from :func:`parse_arguments`. ``host`` is only used in messages
-    and URLs (default: the client's). Returns what was created, with its KFP UI URL.
+    and URLs (default: the client's). ``service_account`` is the Kubernetes service account the
+    run's pods use (default: the server's). Returns what was created, with its KFP UI URL.
     """
+    service_account = check_service_account(service_account)
     spec = _read_spec(package_path)
     spec_name = spec["pipelineInfo"]["name"]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -235,21 +318,23 @@ def submit(client, package_path: str, arguments: Dict[str, Any], *, namespace: O
         if schedule:
             created = client.create_recurring_run(experiment_id=exp.experiment_id, job_name=run_name,
                                                   cron_expression=schedule, params=arguments,
-                                                  no_catchup=True, **source)
+                                                  no_catchup=True, service_account=service_account, **source)
             return Submission(kind="recurring_run", id=created.recurring_run_id, name=run_name,
                               url=f"{ui}/#/recurringrun/details/{created.recurring_run_id}",
                               experiment_id=exp.experiment_id, pipeline_id=pipeline_id,
-                              pipeline_version_id=version_id, pipeline_url=pipeline_url, cron=schedule)
+                              pipeline_version_id=version_id, pipeline_url=pipeline_url, cron=schedule,
+                              service_account=service_account)
         if upload:
             run = client.run_pipeline(experiment_id=exp.experiment_id, job_name=run_name, params=arguments,
-                                      **source)
+                                      service_account=service_account, **source)
             run_id = run.run_id
         else:
             run_id = client.create_run_from_pipeline_package(
-                package_path, arguments=arguments, run_name=run_name, experiment_id=exp.experiment_id).run_id
+                package_path, arguments=arguments, run_name=run_name, experiment_id=exp.experiment_id,
+                service_account=service_account).run_id
     return Submission(kind="run", id=run_id, name=run_name, url=f"{ui}/#/runs/details/{run_id}",
                       experiment_id=exp.experiment_id, pipeline_id=pipeline_id,
-                      pipeline_version_id=version_id, pipeline_url=pipeline_url)
+                      pipeline_version_id=version_id, pipeline_url=pipeline_url, service_account=service_account)
 
 
 def _upload(client, package_path: str, name: str, version_name: str, namespace: Optional[str],

@@ -9,7 +9,9 @@ because ``kfp.local`` cannot run ``dsl.If``.
 from typing import Dict, List
 
 from kfp import dsl
+from kfp.dsl import Model
 
+from prodml.components.common import defaults, keys
 from prodml.components.deploy.component import deploy
 from prodml.components.evaluate.component import evaluate
 from prodml.components.ingest.component import ingest
@@ -18,7 +20,7 @@ from prodml.components.train.component import train
 from prodml.components.transform.component import transform
 from prodml.components.validate.component import validate
 
-PIPELINE_NAME = "prodml-training"
+PIPELINE_NAME = defaults.PIPELINE_NAME
 # In a cluster, lineage goes to the Kubeflow metadata service unless the run says otherwise.
 CLUSTER_METADATA = "grpc://metadata-grpc-service.kubeflow:8080"
 
@@ -32,27 +34,30 @@ def training_pipeline(
     label: str,
     model_name: str,
     registry_uri: str,
-    problem_type: str = "auto",
+    problem_type: str = keys.AUTO,
     drop_columns: List[str] = [],
-    split_ratios: Dict[str, float] = {"train": 0.8, "eval": 0.2},
+    split_ratios: Dict[str, float] = defaults.SPLIT_RATIOS,
     user_schema_uri: str = "",
     baseline_statistics_uri: str = "",
     fail_on_drift: bool = False,
     preprocessing_module: str = "",
     beam_args: List[str] = [],
     trainer_module: str = "",
-    epochs: int = 10,
-    batch_size: int = 256,
-    seed: int = 42,
+    epochs: int = defaults.EPOCHS,
+    batch_size: int = defaults.BATCH_SIZE,
+    seed: int = defaults.SEED,
     hyperparameters: Dict[str, float] = {},
     slice_feature: str = "",
     thresholds: Dict[str, float] = {},
-    tolerance: float = 0.01,
+    tolerance: float = defaults.TOLERANCE,
     deploy_namespace: str = "",
     canary_traffic_percent: int = 100,
     metadata_connection: str = CLUSTER_METADATA,
-) -> dict:
+) -> Model:
     """Training pipeline from tabular data to a blessed, versioned model.
+
+    Its output is the push step's pushed_model: the registry version (metadata: pushed, version,
+    pushed_destination, model_name, run_id).
 
     Args:
         data_uri: CSV or Parquet file, folder or glob (local path or tf.io.gfile URI).
@@ -86,35 +91,37 @@ def training_pipeline(
                          drop_columns=drop_columns, split_ratios=split_ratios, **run)
     ingest_task.set_display_name("Ingest data")
 
-    validate_task = validate(examples=ingest_task.outputs["examples"], user_schema_uri=user_schema_uri,
+    examples = ingest_task.outputs[keys.EXAMPLES_KEY]
+    validate_task = validate(examples=examples, user_schema_uri=user_schema_uri,
                              baseline_statistics_uri=baseline_statistics_uri,
                              fail_on_drift=fail_on_drift, **run)
     validate_task.set_display_name("Validate data (TFDV)")
 
-    transform_task = transform(examples=ingest_task.outputs["examples"],
-                               schema=validate_task.outputs["schema"],
+    transform_task = transform(examples=examples, schema=validate_task.outputs[keys.SCHEMA_KEY],
                                preprocessing_module=preprocessing_module, beam_args=beam_args, **run)
     transform_task.set_display_name("Transform features (TFT)")
 
-    train_task = train(transform_graph=transform_task.outputs["transform_graph"],
-                       transformed_examples=transform_task.outputs["transformed_examples"],
+    train_task = train(transform_graph=transform_task.outputs[keys.TRANSFORM_GRAPH_KEY],
+                       transformed_examples=transform_task.outputs[keys.TRANSFORMED_EXAMPLES_KEY],
                        trainer_module=trainer_module, epochs=epochs, batch_size=batch_size, seed=seed,
                        hyperparameters=hyperparameters, **run)
     train_task.set_display_name("Train model (Keras)")
 
-    evaluate_task = evaluate(model=train_task.outputs["model"], examples=ingest_task.outputs["examples"],
+    model = train_task.outputs[keys.MODEL_KEY]
+    evaluate_task = evaluate(model=model, examples=examples,
                              registry_uri=registry_uri, model_name=model_name,
                              slice_feature=slice_feature, thresholds=thresholds, tolerance=tolerance, **run)
     evaluate_task.set_display_name("Evaluate and bless")
 
-    push_task = push(model=train_task.outputs["model"], blessing=evaluate_task.outputs["blessing"],
-                     evaluation=evaluate_task.outputs["evaluation"], examples=ingest_task.outputs["examples"],
+    push_task = push(model=model, blessing=evaluate_task.outputs[keys.BLESSING_KEY],
+                     evaluation=evaluate_task.outputs[keys.EVALUATION_KEY], examples=examples,
                      registry_uri=registry_uri, model_name=model_name,
                      namespace=deploy_namespace, **run)
     push_task.set_display_name("Push to registry")
 
-    deploy_task = deploy(pushed_model=push_task.outputs["pushed_model"], namespace=deploy_namespace,
+    pushed_model = push_task.outputs[keys.PUSHED_MODEL_KEY]
+    deploy_task = deploy(pushed_model=pushed_model, namespace=deploy_namespace,
                          canary_traffic_percent=canary_traffic_percent, **run)
     deploy_task.set_display_name("Deploy to KServe")
 
-    return push_task.outputs["Output"]
+    return pushed_model

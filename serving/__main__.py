@@ -2,7 +2,10 @@
 
 Example::
 
-    python -m prodml.serving --model_name chicago-taxi --model_dir .prodml-demo/registry --poll 10
+    python -m prodml.serving --model_name chicago-taxi --registry .prodml-demo/registry --poll 10
+
+``--registry ROOT`` serves ``ROOT/<model_name>/<version>/``; ``--model_dir DIR`` serves one model's
+folder of versions ``DIR/<version>/`` (KServe's ``/mnt/models``) or a single SavedModel.
 
 Takes every flag of ``kserve.ModelServer`` (``--http_port``, ``--grpc_port``, ``--enable_grpc``,
 ``--max_threads``, ...) plus the prodml flags below.
@@ -22,15 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
     """KServe's model server parser plus the prodml predictor's flags."""
     from kserve.model_server import parser as kserve_parser
 
+    from prodml.serving.request_log import DEFAULT_BACKUP_COUNT, DEFAULT_MAX_BYTES
     from prodml.serving.server import DEFAULT_MAX_REQUEST_BYTES
 
     parser = argparse.ArgumentParser(
         prog="python -m prodml.serving", parents=[kserve_parser],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Serve a pushed prodml model: raw features in, predictions out.")
-    parser.add_argument("--model_dir", required=True,
-                        help="The registry root (<model_dir>/<model_name>/<version>/), one model's folder of "
-                             "integer versions, or a single SavedModel folder. Local path or gs://, s3:// URI.")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--registry", default=None,
+                       help="A registry root: the versions are <registry>/<model_name>/<version>/ (what prodml "
+                            "push writes). Local path or gs://, s3:// URI.")
+    where.add_argument("--model_dir", default=None,
+                       help="One model's folder of integer versions <model_dir>/<version>/ (what KServe mounts at "
+                            "/mnt/models), or a single SavedModel folder. Local path or gs://, s3:// URI.")
     parser.add_argument("--version", type=int, default=None,
                         help="Serve this version only. Default: the latest version.")
     parser.add_argument("--poll", type=float, default=0.0,
@@ -43,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log_requests", default=None,
                         help="Log every served row: a JSON-lines file path, or an http(s) URL of a "
                              "CloudEvents sink (KServe inference logger format).")
+    parser.add_argument("--log_max_bytes", type=int, default=DEFAULT_MAX_BYTES,
+                        help="With a --log_requests file: rotate it when it would grow past this many bytes "
+                             "(0: never).")
+    parser.add_argument("--log_backup_count", type=int, default=DEFAULT_BACKUP_COUNT,
+                        help="With a --log_requests file: rotated files kept (<file>.1 is the newest).")
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="Larger REST bodies get HTTP 413, larger gRPC messages RESOURCE_EXHAUSTED.")
     return parser
@@ -52,14 +65,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     silence_tensorflow()
     args = build_parser().parse_args(argv)
 
+    from prodml.serving.model_source import ModelSource
     from prodml.serving.predictor import ProdmlModel
+    from prodml.serving.request_log import RequestLogger
     from prodml.serving.server import ProdmlModelServer
 
     try:
-        model = ProdmlModel(args.model_name, args.model_dir, version=args.version, poll_seconds=args.poll,
-                            max_batch_size=args.max_batch_size, max_batch_wait_ms=args.max_batch_wait_ms,
-                            log_requests=args.log_requests)
+        _check_numbers(args)
+        source = ModelSource.from_flags(args.model_name, args.registry, args.model_dir)
+        model = ProdmlModel(args.model_name, source, version=args.version, poll_seconds=args.poll,
+                            max_batch_size=args.max_batch_size, max_batch_wait_ms=args.max_batch_wait_ms)
         model.check_source()
+        if args.log_requests:
+            model.request_log = RequestLogger(args.log_requests, args.model_name, max_bytes=args.log_max_bytes,
+                                              backup_count=args.log_backup_count)
     except ProdmlError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -69,13 +88,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         event_loop=args.event_loop, timeout_keep_alive=args.timeout_keep_alive,
         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         max_request_bytes=args.max_request_bytes)
-    logger.info("serving model '%s' from %s on http :%d%s", args.model_name, model.source.where, args.http_port,
+    logger.info("serving model '%s' from %s on http :%d%s", args.model_name, source.where, args.http_port,
                 f", grpc :{args.grpc_port}" if args.enable_grpc else "")
     server.start([model])
     if model.failure:
         print(f"error: {model.failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_numbers(args) -> None:
+    """Flags that argparse types cannot check alone; ConfigError names the flag."""
+    from prodml.components.common.errors import ConfigError
+
+    if args.version is not None and args.version < 1:
+        raise ConfigError(f"--version {args.version} is not a model version: versions are numbered 1, 2, 3, ... "
+                          "Give one of those, or leave --version out for the latest.")
+    for flag, value in (("--poll", args.poll), ("--max_batch_wait_ms", args.max_batch_wait_ms),
+                        ("--log_max_bytes", args.log_max_bytes), ("--log_backup_count", args.log_backup_count)):
+        if value < 0:
+            raise ConfigError(f"{flag} {value} is negative: give 0 or more.")
+    for flag, value in (("--max_batch_size", args.max_batch_size), ("--max_request_bytes", args.max_request_bytes)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value} must be at least 1.")
 
 
 if __name__ == "__main__":

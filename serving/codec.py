@@ -8,10 +8,14 @@ take are ignored. Conversions are vectorised: Python-level loops run only over c
 values when a column holds nulls or strings or is short (where numpy's fixed cost dominates).
 """
 
-from typing import Any, Dict, List, Mapping, Tuple
+import struct
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
-from kserve.constants.constants import GRPC_CONTENT_DATATYPE_MAPPINGS
+import orjson
+from kserve.constants.constants import GRPC_CONTENT_DATATYPE_MAPPINGS, INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import InferenceError
+from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from prodml.components.common import keys
 from prodml.serving.errors import InvalidRequest
@@ -28,6 +32,8 @@ _ACCEPTED_V2 = {
 _NUMBER_TYPES = (int, float)
 _NUMBER_OR_NULL = {int, float, type(None)}
 _SMALL = 32  # up to this many values, checking them one by one beats numpy's fixed cost
+# The model computes in float32: a larger magnitude (or inf) would become inf and a null prediction.
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def from_instances(instances: Any, features: Mapping[str, FeatureSpec]) -> Tuple[Columns, int]:
@@ -86,8 +92,9 @@ def from_v2(infer_inputs: List[Any], features: Mapping[str, FeatureSpec]) -> Tup
         shape = _v2_shape(name, inp.shape)
         try:
             array = inp.as_numpy()
-        except (ValueError, TypeError) as e:
-            raise InvalidRequest(f"Input '{name}' cannot be read as {datatype} with shape {shape}: {e}") from e
+        except (ValueError, TypeError, struct.error, InferenceError) as e:
+            raise InvalidRequest(f"Input '{name}' cannot be read as {datatype} with shape {list(shape)}: {e}. "
+                                 "Check its data (or binary_data_size and the bytes sent) against the shape.") from e
         array = array.reshape(-1)
         rows = _same_rows(name, array.shape[0], rows)
         if spec.kind == keys.BYTES:
@@ -95,7 +102,9 @@ def from_v2(infer_inputs: List[Any], features: Mapping[str, FeatureSpec]) -> Tup
         elif array.dtype == np.object_:
             columns[name] = _column(spec, array.tolist(), "input")
         else:
-            columns[name] = _integral(spec, array.astype(spec.np_dtype, copy=False), "input")
+            with np.errstate(over="ignore"):
+                array = array.astype(spec.np_dtype, copy=False)
+            columns[name] = _integral(spec, array, "input")
     return columns, _some_rows(rows)
 
 
@@ -181,24 +190,111 @@ def _some_rows(rows) -> int:
     return rows
 
 
-def check_v2_json_inputs(inputs: Any) -> None:
-    """Checks the structure of V2 JSON ``"inputs"``; InvalidRequest names the faulty JSON path."""
+def v2_rest_request(body: bytes, json_length: Optional[str], model_name: str,
+                    model_version: Optional[str] = None) -> InferRequest:
+    """A V2 REST body as KServe's ``InferRequest``; InvalidRequest names the faulty header or field.
+
+    ``json_length`` is the ``inference-header-content-length`` header (None for a JSON-only
+    body): the JSON part comes first, then each input's binary tensor, ``binary_data_size``
+    bytes each, in the order of ``inputs``. Binary tensors are decoded when the request is
+    (``from_v2``), so a size that disagrees with the shape is named there.
+    """
+    binary = None
+    if json_length is not None:
+        length = _header_length(json_length, len(body))
+        body, binary = body[:length], body[length:]
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        where = f" (the first {len(body)} bytes, per {INFERENCE_CONTENT_LENGTH_HEADER})" if json_length else ""
+        raise InvalidRequest(f"Malformed JSON in the inference request{where}: {e}") from e
+    return v2_request(payload, model_name, binary, model_version)
+
+
+def v2_request(payload: Any, model_name: str, binary: Optional[bytes] = None,
+               model_version: Optional[str] = None) -> InferRequest:
+    """A parsed V2 JSON body as KServe's ``InferRequest``; ``binary``: the bytes after the JSON part
+    of a binary-data request (None for a JSON-only body)."""
+    if not isinstance(payload, dict):
+        raise InvalidRequest('A V2 inference request is a JSON object with an "inputs" list.')
+    _check_parameters(payload.get("parameters"), '"parameters"')
+    check_v2_json_inputs(payload.get("inputs"), binary=binary is not None)
+    binary = binary or b""
+    inputs, offset = [], 0
+    for i, item in enumerate(payload["inputs"]):
+        parameters = item.get("parameters")
+        _check_parameters(parameters, f"inputs[{i}].parameters")
+        infer_input = InferInput(item["name"], item["shape"], item["datatype"], item.get("data"), parameters)
+        if item.get("data") is None:
+            size = (parameters or {}).get("binary_data_size")
+            if type(size) is not int or size < 0:
+                raise InvalidRequest(f'inputs[{i}] ("{item["name"]}") has no "data" and no binary_data_size '
+                                     "parameter (a whole number of bytes): send its values in \"data\", or "
+                                     "binary after the JSON part with parameters.binary_data_size.")
+            if offset + size > len(binary):
+                raise InvalidRequest(f'inputs[{i}] ("{item["name"]}") declares binary_data_size {size}, but only '
+                                     f"{len(binary) - offset} bytes of binary data are left after the inputs "
+                                     f"before it: the body has {len(binary)} bytes after the JSON part "
+                                     f"({INFERENCE_CONTENT_LENGTH_HEADER}). Make the sizes add up to the body.")
+            infer_input._raw_data = binary[offset:offset + size]
+            offset += size
+        inputs.append(infer_input)
+    if offset != len(binary):
+        raise InvalidRequest(f"The body has {len(binary)} bytes of binary data after the JSON part, but the "
+                             f"inputs' binary_data_size parameters add up to {offset}: check "
+                             f"{INFERENCE_CONTENT_LENGTH_HEADER} and each input's binary_data_size.")
+    outputs = payload.get("outputs")
+    requested = None
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                    for o in outputs):
+            raise InvalidRequest('"outputs" must be a list of objects with a name.')
+        for i, output in enumerate(outputs):
+            _check_parameters(output.get("parameters"), f"outputs[{i}].parameters")
+        requested = [RequestedOutput(o["name"], o.get("parameters")) for o in outputs]
+    request_id = payload.get("id")
+    return InferRequest(model_name, inputs, request_id=None if request_id is None else str(request_id),
+                        parameters=payload.get("parameters"), request_outputs=requested,
+                        model_version=model_version)
+
+
+def _header_length(value: str, body_size: int) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) > body_size:
+        raise InvalidRequest(f"The {INFERENCE_CONTENT_LENGTH_HEADER} header is {value!r:.40}; it must be the "
+                             f"length in bytes of the JSON part at the start of the body: a whole number from 0 "
+                             f"to the body's {body_size} bytes.")
+    return int(value)
+
+
+def _check_parameters(parameters: Any, where: str) -> None:
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidRequest(f"{where} is {_json_type(parameters)} {parameters!r:.40}; it must be an object "
+                             '(e.g. {"binary_data_output": true}) or left out.')
+
+
+def check_v2_json_inputs(inputs: Any, binary: bool = False) -> None:
+    """Checks the structure of V2 JSON ``"inputs"``; InvalidRequest names the faulty JSON path.
+
+    With ``binary`` (a body with binary tensors after the JSON part) an input may leave out ``data``.
+    """
     if not isinstance(inputs, list):
         raise InvalidRequest('A V2 inference request is a JSON object with an "inputs" list.')
     for i, item in enumerate(inputs):
         if not (type(item) is dict and type(item.get("name")) is str and type(item.get("datatype")) is str
                 and type(item.get("shape")) is list and type(item.get("data")) is list):
-            _check_v2_json_input(i, item)
+            _check_v2_json_input(i, item, binary)
         shape = item["shape"]
         if not (len(shape) == 1 and type(shape[0]) is int) and not all(type(d) is int for d in shape):
             raise InvalidRequest(f"inputs[{i}].shape must be a list of integers.")
 
 
-def _check_v2_json_input(i: int, item: Any) -> None:
+def _check_v2_json_input(i: int, item: Any, binary: bool) -> None:
     """Names the first problem of V2 JSON input ``i`` (orjson gives exact types; subclasses are rare)."""
     if not isinstance(item, dict):
         raise InvalidRequest(f"inputs[{i}] must be an object with name, datatype, shape and data.")
     for field, kind in (("name", str), ("datatype", str), ("shape", list), ("data", list)):
+        if field == "data" and binary and item.get("data") is None:
+            continue
         if not isinstance(item.get(field), kind):
             raise InvalidRequest(f"inputs[{i}].{field} is {'missing' if field not in item else 'invalid'}: "
                                  f"expected a {'string' if kind is str else 'list'}.")
@@ -208,27 +304,33 @@ def _column(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
     if spec.kind == keys.BYTES:
         return _strings(spec, values, where)
     if len(values) <= _SMALL:
+        whole = spec.kind == keys.INT
         for i, value in enumerate(values):
             kind = type(value)
-            if kind is not float and kind is not int and value is not None:
+            if kind is float:
+                if not -_F32_MAX <= value <= _F32_MAX:
+                    if value == value:  # NaN (a missing value) fails the comparison too
+                        raise _out_of_range(spec, where, i, value)
+                elif whole and not value.is_integer():
+                    raise _fractional(spec, where, i, value)
+            elif kind is int:
+                if not -_F32_MAX <= value <= _F32_MAX:
+                    raise _out_of_range(spec, where, i, value)
+            elif value is not None:
                 raise _wrong_type(spec, where, i, value)
-            if kind is float and spec.kind == keys.INT and value == value and not value.is_integer():
-                _whole_numbers(spec, values, where)
         return np.array(values, dtype=spec.np_dtype)  # numpy turns None into NaN
     if set(map(type, values)) <= _NUMBER_OR_NULL:
-        return _integral(spec, np.array(values, dtype=spec.np_dtype), where)
+        try:
+            with np.errstate(over="ignore"):
+                array = np.array(values, dtype=spec.np_dtype)
+        except OverflowError:  # an integer beyond float64
+            i = next(i for i, v in enumerate(values) if type(v) is int and not -_F32_MAX <= v <= _F32_MAX)
+            raise _out_of_range(spec, where, i, values[i]) from None
+        return _integral(spec, array, where, values)
     for i, value in enumerate(values):
         if value is not None and type(value) not in _NUMBER_TYPES:
             raise _wrong_type(spec, where, i, value)
     raise AssertionError("unreachable")
-
-
-def _whole_numbers(spec: FeatureSpec, values: list, where: str) -> None:
-    """``_integral`` for a few values: a Python loop is cheaper than numpy's fixed cost."""
-    for i, value in enumerate(values):
-        if type(value) is float and value == value and not value.is_integer():
-            raise InvalidRequest(f"Feature '{spec.name}' is an INT feature but row {i} of {where} has "
-                                 f"{value!r}: send whole numbers (or null when missing).")
 
 
 def _strings(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
@@ -242,17 +344,38 @@ def _strings(spec: FeatureSpec, values: list, where: str) -> np.ndarray:
     return array
 
 
-def _integral(spec: FeatureSpec, array: np.ndarray, where: str) -> np.ndarray:
-    if spec.kind == keys.INT and array.size <= _SMALL:
-        _whole_numbers(spec, array.tolist(), where)
-    elif spec.kind == keys.INT:
-        with np.errstate(invalid="ignore"):
+def _integral(spec: FeatureSpec, array: np.ndarray, where: str, values: Optional[list] = None) -> np.ndarray:
+    """``array`` after the vectorised checks: in float32's range and, for INT features, whole.
+
+    ``values`` (the request's own values, when there is such a list) only serve the message.
+    """
+    with np.errstate(invalid="ignore"):
+        # A float32 column holds inf where the value overflowed; a float64 column the value itself.
+        outside = np.isinf(array) if array.dtype == np.float32 else np.abs(array) > _F32_MAX
+        bad = np.flatnonzero(outside)
+        if bad.size:
+            i = int(bad[0])
+            raise _out_of_range(spec, where, i, values[i] if values is not None else array[i].item())
+        if spec.kind == keys.INT:
             fractional = np.flatnonzero((np.mod(array, 1) != 0) & ~np.isnan(array))
-        if fractional.size:
-            i = int(fractional[0])
-            raise InvalidRequest(f"Feature '{spec.name}' is an INT feature but row {i} of {where} has "
-                                 f"{float(array[i])!r}: send whole numbers (or null when missing).")
+            if fractional.size:
+                i = int(fractional[0])
+                raise _fractional(spec, where, i, float(array[i]))
     return array
+
+
+def _fractional(spec: FeatureSpec, where: str, row: int, value: float) -> InvalidRequest:
+    return InvalidRequest(f"Feature '{spec.name}' is an INT feature but row {row} of {where} has "
+                          f"{value!r}: send whole numbers (or null when missing).")
+
+
+def _out_of_range(spec: FeatureSpec, where: str, row: int, value: Any) -> InvalidRequest:
+    shown = repr(value)
+    if len(shown) > 30:  # a huge integer
+        shown = f"{shown[:12]}... ({len(shown)} digits)"
+    return InvalidRequest(f"Feature '{spec.name}' has {shown} in row {row} of {where}, outside the float32 "
+                          f"range the model computes in (±{_F32_MAX:.4g}): send a finite number within it, "
+                          "or null when the value is missing.")
 
 
 def _wrong_type(spec: FeatureSpec, where: str, row: int, value: Any) -> InvalidRequest:

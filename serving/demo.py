@@ -64,6 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     port = server_args[server_args.index("--http_port") + 1] if "--http_port" in server_args else "8080"
     base = f"http://127.0.0.1:{port}"
 
+    # On SIGTERM, exit through the finally below, which stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     server = subprocess.Popen([sys.executable, "-m", "prodml.serving", *server_args])
     try:
         wait_ready(base, model, server)

@@ -8,25 +8,32 @@ micro-batch and postprocess as KServe's data plane; V2 straight to columns, see
 ``ProdmlModel.infer_columns``), then writes the orjson-encoded response itself. Everything
 else goes to the wrapped app unchanged: other routes, unknown models (404 there), CloudEvents,
 other content types, V2 binary data, and V2 bodies asking for specific ``outputs`` or
-``parameters``. Errors keep the server's contract: 400/503/413 with ``{"error": ...}``.
+``parameters``. ``/v2/models/<name>/versions/<v>/infer`` is served here too, by that version
+only. Errors are answered through the one error table (``errors.py``) with ``{"error": ...}``.
+
+A large body (over ``OFFLOAD_BYTES``) is parsed and validated in a worker thread, and its model
+call runs off the event loop too (``batcher.py``), so health probes keep being answered.
 """
 
+import asyncio
 from functools import partial
 from http import HTTPStatus
 from typing import Optional, Tuple
 
 import orjson
-from kserve.errors import InvalidInput, ModelNotReady
+from kserve.errors import ModelNotReady
 
-from prodml.components.common.logs import get_logger
-from prodml.serving import codec, responses
+from prodml.serving import codec, errors, responses
+from prodml.serving.batcher import OFFLOAD_ROWS
 from prodml.serving.errors import RequestTooLarge
 from prodml.serving.predictor import VERSION_HEADER
 
-logger = get_logger(__name__)
+# Bodies larger than this are parsed and validated in a worker thread (some 2,000 taxi rows).
+OFFLOAD_BYTES = 512 * 1024
 
 _V1_PREFIX, _V1_SUFFIX = "/v1/models/", ":predict"
 _V2_PREFIX, _V2_SUFFIX = "/v2/models/", "/infer"
+_VERSIONS = "/versions/"
 _JSON_TYPE = b"application/json"
 # Request headers that call for KServe's own handling (CloudEvents, V2 binary data).
 _SLOW_HEADER_PREFIXES = (b"ce-", b"inference-header-content-length")
@@ -51,7 +58,7 @@ class FastPath:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        protocol, model = self._route(scope["path"])
+        protocol, model, version = self._route(scope["path"])
         if model is None:
             return await self.app(scope, receive, send)
         declared = None
@@ -64,55 +71,58 @@ class FastPath:
             elif key.startswith(_SLOW_HEADER_PREFIXES):
                 return await self.app(scope, receive, send)
         if declared is not None and declared > self.max_bytes:
-            return await _send(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               _error(str(RequestTooLarge(declared, self.max_bytes))), _CLOSE)
+            return await _send_error(send, RequestTooLarge(declared, self.max_bytes), _CLOSE)
         if not await model.healthy():
-            return await _send(send, HTTPStatus.SERVICE_UNAVAILABLE, _error(str(ModelNotReady(model.name))),
-                               _CLOSE)
+            return await _send_error(send, ModelNotReady(model.name), _CLOSE)
         body = await self._read(receive)
         if body is None:
             return None  # the client went away
         if len(body) > self.max_bytes:
-            return await _send(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               _error(str(RequestTooLarge(len(body), self.max_bytes))), _CLOSE)
+            return await _send_error(send, RequestTooLarge(len(body), self.max_bytes), _CLOSE)
+        large = len(body) > OFFLOAD_BYTES
         try:
-            payload = orjson.loads(body)
+            if large:
+                payload = await asyncio.get_running_loop().run_in_executor(None, orjson.loads, body)
+            else:
+                payload = orjson.loads(body)
         except orjson.JSONDecodeError as e:
             what = "Unrecognized request format" if protocol == "v1" else "Malformed JSON in the inference request"
-            return await _send(send, HTTPStatus.BAD_REQUEST, _error(f"{what}: {e}"))
+            return await _send_error(send, errors.InvalidRequest(f"{what}: {e}"))
         if not _plain(protocol, payload):
             return await self.app(scope, _replay(body, receive), send)
         try:
             if protocol == "v2":
-                served = await model.infer_columns("v2", partial(codec.from_v2_json, payload.get("inputs")))
+                served = await model.infer_columns("v2", partial(codec.from_v2_json, payload.get("inputs")),
+                                                   version=version, offload=large)
                 response = responses.v2_json(model.name, payload.get("id"), served)
                 headers = {VERSION_HEADER: response["model_version"]}
             else:
-                response, headers = await model.infer_direct(payload)
+                response, headers = await model.infer_direct(payload, offload=large)
             content = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
-        except InvalidInput as e:
-            return await _send(send, HTTPStatus.BAD_REQUEST, _error(str(e)))
-        except ModelNotReady as e:
-            return await _send(send, HTTPStatus.SERVICE_UNAVAILABLE, _error(str(e)))
-        except Exception as e:  # noqa: BLE001 - answered like KServe's generic handler
-            logger.error("inference failed", exc_info=e)
-            return await _send(send, HTTPStatus.INTERNAL_SERVER_ERROR, _error(f"{type(e).__name__} : {e}"))
+        except Exception as e:  # noqa: BLE001 - every error is answered by its row of the table
+            return await _send_error(send, e)
         return await _send(send, HTTPStatus.OK, content,
                            [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()])
 
-    def _route(self, path: str) -> Tuple[Optional[str], object]:
+    def _route(self, path: str) -> Tuple[Optional[str], object, Optional[str]]:
+        """(protocol, model, requested version) for a fast-path route, else (None, None, None)."""
+        version = None
         if path.startswith(_V1_PREFIX) and path.endswith(_V1_SUFFIX):
             protocol, name = "v1", path[len(_V1_PREFIX):-len(_V1_SUFFIX)]
         elif path.startswith(_V2_PREFIX) and path.endswith(_V2_SUFFIX):
             protocol, name = "v2", path[len(_V2_PREFIX):-len(_V2_SUFFIX)]
+            if _VERSIONS in name:
+                name, _, version = name.partition(_VERSIONS)
+                if not version or "/" in version:
+                    return None, None, None
         else:
-            return None, None
+            return None, None, None
         if not name or "/" in name:
-            return None, None
+            return None, None, None
         model = self.registry.get_model(name)
         if model is None or not hasattr(model, "infer_columns"):
-            return None, None
-        return protocol, model
+            return None, None, None
+        return protocol, model, version
 
     async def _read(self, receive) -> Optional[bytes]:
         chunks = []
@@ -160,8 +170,14 @@ def _replay(body: bytes, receive):
     return replay
 
 
-def _error(message: str) -> bytes:
-    return orjson.dumps({"error": message})
+def offload_rows(shape) -> bool:
+    """Whether a V2 input of ``shape`` is large enough to decode off the event loop."""
+    return bool(shape) and shape[0] > OFFLOAD_ROWS
+
+
+async def _send_error(send, error: Exception, headers=()) -> None:
+    status, body = errors.rest_error(error)
+    await _send(send, status, body, headers)
 
 
 async def _send(send, status: int, content: bytes, headers=()) -> None:

@@ -1,91 +1,120 @@
-"""Where the versions of the served model live, whatever folder ``--model_dir`` names.
+"""Where the versions of the served model live, as the command line says it.
 
-``--model_dir`` may be:
+The layout is chosen by the flag, never guessed from what exists on disk at start-up (a server
+started before a model's first push must watch the right folder):
 
-- the registry root, holding ``<model_name>/<version>/`` (what ``prodml push`` writes);
-- one model's folder of integer versions (what KServe mounts at ``/mnt/models`` from a
-  ``storageUri`` that names the model in the registry, TF Serving layout);
-- a single SavedModel folder (served as one fixed version: its folder name if it is an
-  integer, else 1).
+- ``--registry ROOT`` (``REGISTRY``): the registry root; the model's versions are
+  ``ROOT/<model_name>/<version>/`` (what ``prodml push`` writes; ``prodml serve`` uses this).
+- ``--model_dir DIR`` (``MODEL``): one model's folder of integer versions ``DIR/<version>/``, the
+  TF Serving layout that KServe mounts at ``/mnt/models`` from a ``storageUri`` naming the model
+  in the registry. If ``DIR`` is itself a SavedModel (``DIR/saved_model.pb``), that one SavedModel
+  is served as its only version (its folder name if an integer, else 1): ``SAVED_MODEL``.
+
+Which versions count is the registry's decision (``registry.list_versions``: complete versions
+only), on local paths and ``tf.io.gfile`` URIs alike.
 """
 
 import os
 import posixpath
 from typing import List, Optional
 
-from prodml.components.common import dataio, keys, registry
+from prodml.components.common import dataio, registry
 from prodml.components.common.errors import ConfigError, RegistryError
 from prodml.serving.model_version import is_saved_model
 
+REGISTRY = "registry"
+MODEL = "model"
+SAVED_MODEL = "saved_model"
+
 
 class ModelSource:
-    """The versions of one model, listed through the registry helpers."""
+    """The versions of one model.
 
-    def __init__(self, model_dir: str, model_name: str):
-        self.model_dir = model_dir.rstrip("/") or model_dir
+    Args:
+        uri: the registry root (``layout=REGISTRY``) or the model's folder (``layout=MODEL``).
+        model_name: the model's name (the folder under a registry root).
+        layout: ``REGISTRY`` or ``MODEL``; a ``MODEL`` folder that is one SavedModel becomes
+            ``SAVED_MODEL``.
+    """
+
+    def __init__(self, uri: str, model_name: str, layout: str = REGISTRY):
+        if layout not in (REGISTRY, MODEL):
+            raise ConfigError(f"Unknown model layout '{layout}': use '{REGISTRY}' or '{MODEL}'.")
+        self.uri = uri.rstrip("/") or uri
         self.model_name = model_name
         self.single_version: Optional[int] = None
-        if is_saved_model(self.model_dir):
-            base = _basename(self.model_dir)
+        if layout == REGISTRY:
+            self.layout = REGISTRY
+            self.registry_uri, self.name = self.uri, model_name
+        elif is_saved_model(self.uri):
+            self.layout = SAVED_MODEL
+            base = _basename(self.uri)
             self.single_version = int(base) if base.isdigit() else 1
-            self.registry_uri, self.name = self.model_dir, ""
-        elif _has_versions(*_split(self.model_dir)):
-            self.registry_uri, self.name = _split(self.model_dir)
+            self.registry_uri, self.name = self.uri, ""
         else:
-            self.registry_uri, self.name = self.model_dir, model_name
+            self.layout = MODEL
+            self.registry_uri, self.name = self.uri, ""
+
+    @classmethod
+    def from_flags(cls, model_name: str, registry_root: Optional[str], model_dir: Optional[str]) -> "ModelSource":
+        """The source named by ``--registry`` or ``--model_dir`` (exactly one of them)."""
+        if bool(registry_root) == bool(model_dir):
+            raise ConfigError("Give exactly one of --registry (a registry root holding <model_name>/<version>/) "
+                              "and --model_dir (one model's folder of integer versions, e.g. KServe's "
+                              "/mnt/models).")
+        return cls(registry_root, model_name, REGISTRY) if registry_root else cls(model_dir, model_name, MODEL)
 
     def versions(self) -> List[int]:
-        """Published versions, ascending."""
+        """Complete versions, ascending."""
         if self.single_version is not None:
             return [self.single_version]
         try:
-            return registry.list_versions(self.registry_uri, self.name)
+            if self.layout == REGISTRY:
+                return registry.list_versions(self.registry_uri, self.name)
+            # The folder's own name need not be a model name (/mnt/models): list it directly.
+            return [v for v in _numbered_folders(self.uri) if registry.is_complete(self._folder(v))]
         except OSError as e:
             raise RegistryError(f"Cannot list the versions under {self.where}: {e}. "
-                                "Check --model_dir and that the registry is readable.") from e
+                                "Check --registry / --model_dir and that the folder is readable.") from e
 
     def latest(self) -> Optional[int]:
-        """The newest complete version. On object stores, where publishing copies file by file
-        and writes the model card last, a version without its model card is still arriving."""
+        """The newest complete version, or None."""
         versions = self.versions()
-        if self.single_version is not None or dataio.is_local(self.registry_uri):
-            return versions[-1] if versions else None
-        for version in reversed(versions):
-            folder = registry.version_uri(self.registry_uri, self.name, version)
-            card = dataio.join(folder, keys.MODEL_CARD_JSON)
-            if dataio.exists(card):
-                return version
-        return None
+        return versions[-1] if versions else None
 
     def path(self, version: int) -> str:
         """The SavedModel folder of ``version``; a ConfigError names what exists instead."""
         if self.single_version is not None:
             if version != self.single_version:
-                raise ConfigError(f"--model_dir {self.model_dir} is a single SavedModel (version "
+                raise ConfigError(f"--model_dir {self.uri} is a single SavedModel (version "
                                   f"{self.single_version}); version {version} is not there.")
-            return self.model_dir
-        if version not in self.versions():
+            return self.uri
+        versions = self.versions()
+        if version not in versions:
+            listed = ", ".join(map(str, versions)) if versions else "none"
             raise ConfigError(f"Version {version} of model '{self.model_name}' is not in {self.where} "
-                              f"(versions there: {self.versions() or 'none'}).")
-        return registry.version_uri(self.registry_uri, self.name, version)
+                              f"(complete versions there: [{listed}]).")
+        return self._folder(version)
+
+    def _folder(self, version: int) -> str:
+        if self.layout == REGISTRY:
+            return registry.version_uri(self.registry_uri, self.name, version)
+        return dataio.join(self.uri, str(version))
 
     @property
     def where(self) -> str:
-        return self.model_dir if self.single_version is not None else \
-            registry.model_root(self.registry_uri, self.name)
+        """The folder that holds the versions, for messages."""
+        if self.layout != REGISTRY:
+            return self.uri
+        return registry.model_root(self.registry_uri, self.name)
 
 
-def _split(uri: str):
-    parent = posixpath.dirname(uri) if "://" in uri else os.path.dirname(os.path.abspath(uri))
-    return parent, _basename(uri)
+def _numbered_folders(uri: str) -> List[int]:
+    if not dataio.exists(uri):
+        return []
+    names = os.listdir(dataio.local_path(uri)) if dataio.is_local(uri) else dataio.gfile().listdir(uri)
+    return sorted(int(n.rstrip("/")) for n in names if n.rstrip("/").isascii() and n.rstrip("/").isdigit())
 
 
 def _basename(uri: str) -> str:
     return posixpath.basename(uri) if "://" in uri else os.path.basename(os.path.abspath(uri))
-
-
-def _has_versions(registry_uri: str, name: str) -> bool:
-    try:
-        return bool(registry.list_versions(registry_uri, name))
-    except OSError:
-        return False

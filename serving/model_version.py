@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from prodml.components.common import dataio, keys
+from prodml.components.common import artifacts, dataio, keys
 from prodml.components.common.errors import ConfigError
 from prodml.components.common.logs import get_logger
 
@@ -44,13 +44,14 @@ class ModelVersion:
     """
 
     def __init__(self, path: str, version: int):
-        import tensorflow as tf
+        from prodml.serving.quiet_tf import import_tensorflow
 
+        tf = import_tensorflow()
         self.path = path
         self.version = version
         if not is_saved_model(path):
-            raise ConfigError(f"{path} is not a SavedModel folder: it has no saved_model.pb. "
-                              "Point --model_dir at a registry, a model's version folders or one version.")
+            raise ConfigError(f"{path} is not a SavedModel folder: it has no saved_model.pb. Point --registry at "
+                              "a registry root, or --model_dir at a model's folder of versions or one SavedModel.")
         self._loaded = tf.saved_model.load(path)
         if keys.RAW_SIGNATURE not in self._loaded.signatures:
             raise ConfigError(f"The SavedModel at {path} has no '{keys.RAW_SIGNATURE}' signature "
@@ -137,8 +138,7 @@ def _feature_specs(fn, path: str) -> Dict[str, FeatureSpec]:
 
 
 def _read_model_info(path: str) -> Optional[dict]:
-    info_path = dataio.join(path, keys.MODEL_INFO_FILE)
-    return dataio.read_json(info_path) if dataio.exists(info_path) else None
+    return artifacts.ModelInfo.read(path).to_dict() if artifacts.ModelInfo.exists(path) else None
 
 
 def is_saved_model(path: str) -> bool:

@@ -7,16 +7,13 @@ caller's protocol, with the version that served it). The prodml server's hot pat
 the data plane: ``infer_direct`` runs the same three steps on a decoded V1 body, and
 ``infer_columns`` takes V2 JSON and gRPC requests decoded straight to columns.
 
-Versions are loaded and warmed up in a background thread, so the server answers liveness at
-once and readiness when a version is warm; with ``poll_seconds`` newer versions replace the
-current one without a restart, and requests already validated against the old version finish
-on it.
+Which version serves is ``VersionManager``'s business (``versions.py``): it loads and warms up
+versions in a background thread, so the server answers liveness at once and readiness when a
+version is warm, and rolls over to newer ones with ``poll_seconds``. A request may name a
+version (V2 ``/versions/<v>/infer``, gRPC ``model_version``): it is served only by that version.
 """
 
-import gc
-import os
-import signal
-import threading
+import asyncio
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -27,19 +24,18 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from prodml.components.common.errors import ConfigError
 from prodml.components.common.logs import get_logger
 from prodml.serving import codec, metrics
 from prodml.serving.batcher import BatchResult, MicroBatcher
-from prodml.serving.errors import InvalidRequest
+from prodml.serving.errors import InvalidRequest, VersionNotServed
 from prodml.serving.model_source import ModelSource
 from prodml.serving.model_version import ModelVersion
 from prodml.serving.request_log import RequestLogger
+from prodml.serving.versions import VersionManager
 
 logger = get_logger(__name__)
 
 VERSION_HEADER = "x-model-version"
-_OLD_VERSION_GRACE_SECONDS = 2.0
 
 
 class _Prepared:
@@ -60,31 +56,26 @@ class ProdmlModel(Model):
 
     Args:
         name: the model name on the endpoints (``/v1/models/<name>:predict``).
-        model_dir: the registry root, the model's folder of versions, or one SavedModel.
+        source: where the versions are (see ``model_source.py``).
         version: serve this version only; None serves the latest.
         poll_seconds: check for a newer version this often (0: never).
         max_batch_size: most rows in one model call.
         max_batch_wait_ms: under load, longest a forming batch waits for more requests.
-        log_requests: JSON-lines file or CloudEvents URL for request/response logging, or None.
+        request_log: a ``RequestLogger`` for request/response logging, or None.
     """
 
-    def __init__(self, name: str, model_dir: str, version: Optional[int] = None, poll_seconds: float = 0.0,
-                 max_batch_size: int = 64, max_batch_wait_ms: float = 2.0, log_requests: Optional[str] = None):
+    def __init__(self, name: str, source: ModelSource, version: Optional[int] = None, poll_seconds: float = 0.0,
+                 max_batch_size: int = 64, max_batch_wait_ms: float = 2.0,
+                 request_log: Optional[RequestLogger] = None):
         super().__init__(name, return_response_headers=True)
-        self.source = ModelSource(model_dir, name)
-        self.pinned_version = version
-        self.poll_seconds = poll_seconds
+        self.source = source
         self.max_batch_size = max_batch_size
-        self.current: Optional[ModelVersion] = None
+        self.versions_manager = VersionManager(source, name, pinned=version, poll_seconds=poll_seconds,
+                                               warm_up_rows=max_batch_size, on_failure=self._failed)
         self.draining = False
-        self.failure: Optional[str] = None
-        self.request_log = RequestLogger(log_requests, name) if log_requests else None
+        self.on_failure: Optional[Callable[[str], None]] = None
+        self.request_log = request_log
         self._batcher = MicroBatcher(max_batch_size, max_batch_wait_ms, on_batch=self._observe_batch)
-        self._stop = threading.Event()
-        self._loader: Optional[threading.Thread] = None
-        self._swap_lock = threading.Lock()
-        self._failed_versions: Dict[int, str] = {}
-        self._waiting_logged = False
         self._requests = {}
         self._latency = {p: metrics.LATENCY.labels(model_name=name, protocol=p) for p in ("v1", "v2", "grpc")}
         self._batch_rows = metrics.BATCH_SIZE.labels(model_name=name)
@@ -93,13 +84,28 @@ class ProdmlModel(Model):
 
     # Lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def current(self) -> Optional[ModelVersion]:
+        """The version new requests are validated against and served by."""
+        return self.versions_manager.current
+
+    @property
+    def failure(self) -> Optional[str]:
+        """Why the server has nothing to serve (and stopped), or None."""
+        return self.versions_manager.failure
+
     def check_source(self) -> None:
         """Fails fast (ConfigError) when there is nothing to serve and nothing to wait for."""
-        if self.pinned_version is not None:
-            self.source.path(self.pinned_version)
-        elif self.source.latest() is None and not self.poll_seconds:
-            raise ConfigError(f"No version of model '{self.name}' under {self.source.where}. Push a model "
-                              "first, check --model_dir and --model_name, or pass --poll to wait for one.")
+        self.versions_manager.check()
+
+    @property
+    def ready(self) -> bool:
+        """Ready while a version is loaded and the server is not draining."""
+        return self.versions_manager.current is not None and not self.draining
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        """Readiness follows the version manager; KServe's own assignments are ignored."""
 
     def load(self) -> bool:
         """Loads and warms up the pinned or latest version in this thread; True when ready.
@@ -107,131 +113,83 @@ class ProdmlModel(Model):
         KServe's data plane calls this for a model that is not ready yet: while the background
         loader is at work it returns False at once instead of loading twice.
         """
-        if self.current is not None:
-            return self.ready
-        if self._loader is not None and self._loader.is_alive():
-            return False
-        version = self.pinned_version if self.pinned_version is not None else self.source.latest()
-        if version is None:
-            return False
-        self._activate(version)
-        return self.ready
+        return self.versions_manager.load_now() and self.ready
 
     def start(self) -> None:
         """Starts loading in the background (called by the model server at registration)."""
-        if self._loader is None:
-            self._loader = threading.Thread(target=self._load_and_poll, name="prodml-loader", daemon=True)
-            self._loader.start()
+        self.versions_manager.start()
 
     def stop(self) -> None:
         """Stops polling, serves the queued requests, then flushes the request log."""
         self.draining = True
-        self.ready = False
-        self._stop.set()
+        self.versions_manager.stop()
         self._batcher.stop()
         if self.request_log is not None:
             self.request_log.close()
 
     async def healthy(self) -> bool:
-        return self.ready and self.current is not None and not self.draining
+        return self.ready
 
-    def _load_and_poll(self) -> None:
-        polling = bool(self.poll_seconds) and self.pinned_version is None
-        while not self._stop.is_set():
-            problem = None
-            try:
-                self._maybe_switch()
-            except Exception as e:  # noqa: BLE001 - the loader must survive a bad version
-                problem = str(e)
-                logger.error("model %s: %s", self.name, e)
-            if self.current is None and not polling:
-                self.failure = f"model {self.name}: {problem or 'no version to serve'}"
-                logger.error("model %s: nothing to serve; stopping", self.name)
-                _terminate_process()
-                return
-            if not polling:
-                return
-            self._stop.wait(self.poll_seconds)
-
-    def _maybe_switch(self) -> None:
-        if self.pinned_version is not None:
-            if self.current is None:
-                self._activate(self.pinned_version)
-            return
-        latest = self.source.latest()
-        if latest is None:
-            if self.current is None and not self._waiting_logged:
-                logger.info("model %s: waiting for a first version under %s", self.name, self.source.where)
-                self._waiting_logged = True
-            return
-        if self.current is not None and latest == self.current.version:
-            return
-        if latest in self._failed_versions:
-            return
-        try:
-            self._activate(latest)
-        except Exception as e:
-            self._failed_versions[latest] = str(e)
-            raise
-
-    def _activate(self, version: int) -> None:
-        with self._swap_lock:
-            if self.current is not None and self.current.version == version:
-                return
-            started = time.perf_counter()
-            loaded = ModelVersion(self.source.path(version), version)
-            warm = loaded.warm_up(self.max_batch_size)
-            previous = self.current.version if self.current is not None else None
-            # One reference swap: requests validated from now on use the new version; those
-            # already queued keep a reference to the old one and finish on it.
-            self.current = loaded
-            self.ready = True
-            logger.info("model %s: serving version %d (loaded in %.1fs, warm-up %.2fs)%s", self.name, version,
-                        time.perf_counter() - started, warm,
-                        f", replacing version {previous}" if previous is not None else "")
-            if previous is not None:
-                self._stop.wait(_OLD_VERSION_GRACE_SECONDS)  # let requests on the old version finish
-            _freeze_long_lived_objects()
+    def _failed(self, reason: str) -> None:
+        if self.on_failure is not None:
+            self.on_failure(reason)
 
     # Inference -----------------------------------------------------------------------------
 
     async def __call__(self, body, headers=None, verb: InferenceVerb = InferenceVerb.PREDICT):
         return await self._observed(_protocol(body), super().__call__(body, headers, verb))
 
-    async def infer_direct(self, body) -> Tuple[Any, Dict[str, str]]:
+    async def infer_direct(self, body, offload: bool = False) -> Tuple[Any, Dict[str, str]]:
         """``preprocess``, ``predict`` and ``postprocess`` of one decoded request (REST fast path, gRPC).
 
         Like ``__call__`` (the prodml metrics included) minus KServe's per-stage histograms,
-        whose timers cost more than a stage of a small request. Returns (response, headers).
+        whose timers cost more than a stage of a small request. With ``offload`` (a large
+        request) the validation runs in a worker thread, so the event loop keeps answering
+        health probes and other requests. Returns (response, headers).
         """
-        return await self._observed(_protocol(body), self._infer(body))
+        return await self._observed(_protocol(body), self._infer(body, offload))
 
-    async def _infer(self, body) -> Tuple[Any, Dict[str, str]]:
+    async def _infer(self, body, offload: bool) -> Tuple[Any, Dict[str, str]]:
         response_headers: Dict[str, str] = {}
-        prepared = await self.preprocess(body)
+        if offload:
+            prepared = await asyncio.get_running_loop().run_in_executor(None, self._prepare, body)
+        else:
+            prepared = self._prepare(body)
         result = await self.predict(prepared)
         return await self.postprocess(result, None, response_headers), response_headers
 
-    async def infer_columns(self, protocol: str,
-                            decode: Callable[[Mapping[str, Any]], Tuple[Any, int]]) -> BatchResult:
-        """Decodes with ``decode(features)`` against the current version, then micro-batches.
+    async def infer_columns(self, protocol: str, decode: Callable[[Mapping[str, Any]], Tuple[Any, int]],
+                            version: Optional[str] = None, offload: bool = False) -> BatchResult:
+        """Decodes with ``decode(features)`` against the served version, then micro-batches.
 
         The leanest path (V2 JSON, gRPC contents): the caller decodes straight from its wire
         format to columns and encodes the returned ``BatchResult`` (predictions and the version
-        that made them) itself. Counted in the prodml metrics like every other path.
+        that made them) itself. ``version`` is the version the request names (None or "": the
+        current one); ``offload`` decodes in a worker thread (large requests). Counted in the
+        prodml metrics like every other path.
         """
-        return await self._observed(protocol, self._predict_columns(decode))
+        return await self._observed(protocol, self._predict_columns(decode, version, offload))
 
-    async def _predict_columns(self, decode) -> BatchResult:
-        version = self._serving_version()
-        columns, rows = decode(version.features)
+    async def _predict_columns(self, decode, requested: Optional[str], offload: bool) -> BatchResult:
+        version = self.serving_version(requested)
+        if offload:
+            columns, rows = await asyncio.get_running_loop().run_in_executor(None, decode, version.features)
+        else:
+            columns, rows = decode(version.features)
         return await self._batcher.submit(version, columns, rows)
 
-    def _serving_version(self) -> ModelVersion:
-        version = self.current
+    def serving_version(self, requested: Optional[str] = None) -> ModelVersion:
+        """The version that serves a request naming ``requested`` (None or "": the current one).
+
+        ModelNotReady before the first version and while draining; VersionNotServed (404) when the
+        request names a version that is not served, listing those that are.
+        """
+        version = self.versions_manager.current
         if version is None or self.draining:
             raise ModelNotReady(self.name, "No model version is loaded yet." if version is None
                                 else "The server is shutting down.")
+        if requested and requested != str(version.version):
+            raise VersionNotServed(self.name, requested, self.versions)
         return version
 
     async def _observed(self, protocol: str, call):
@@ -252,10 +210,15 @@ class ProdmlModel(Model):
         return result
 
     async def preprocess(self, payload, headers: Dict[str, str] = None) -> _Prepared:
-        version = self._serving_version()
+        return self._prepare(payload)
+
+    def _prepare(self, payload) -> _Prepared:
+        """Validates a request against the version that will serve it and converts it to columns."""
         if isinstance(payload, InferRequest):
+            version = self.serving_version(payload.model_version)
             columns, rows = codec.from_v2(payload.inputs, version.features)
             return _Prepared(version, columns, rows, "grpc" if payload.from_grpc else "v2", payload)
+        version = self.serving_version()
         if isinstance(payload, dict):
             if "instances" in payload:
                 columns, rows = codec.from_instances(payload["instances"], version.features)
@@ -311,8 +274,8 @@ class ProdmlModel(Model):
 
     @property
     def versions(self) -> List[str]:
-        """The version being served, as V2 metadata lists it."""
-        return [str(self.current.version)] if self.current is not None else []
+        """The versions being served, as V2 metadata lists them."""
+        return self.versions_manager.served()
 
     # Observers -----------------------------------------------------------------------------
 
@@ -336,24 +299,8 @@ class ProdmlModel(Model):
             self.request_log.log_batch(version.version, columns, predictions)
 
 
-def _freeze_long_lived_objects() -> None:
-    """Keeps the garbage collector off the model's objects.
-
-    TensorFlow leaves millions of long-lived Python objects; a full collection that scans them
-    stalls every in-flight request for hundreds of milliseconds. Frozen objects are skipped.
-    Unfreezing first lets the collection free a replaced version's reference cycles.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
 def _protocol(body: Any) -> str:
     if isinstance(body, InferRequest):
         return "grpc" if body.from_grpc else "v2"
     return "v1"
 
-
-def _terminate_process() -> None:
-    """Stops the server the way an orchestrator would (the model server drains on SIGTERM)."""
-    os.kill(os.getpid(), signal.SIGTERM)

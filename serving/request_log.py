@@ -15,6 +15,12 @@ writes them:
 
 When the sink falls behind, whole batches are dropped and counted
 (``prodml_request_log_dropped_total``); the server never waits for the log.
+
+The file holds request data, so it is created readable and writable by its owner only (mode
+0600, also applied to an existing file). It rotates by size: before a batch would take it past
+``max_bytes``, ``path`` becomes ``path.1`` (``path.1`` becomes ``path.2``, ... up to
+``backup_count`` files; the oldest is deleted). A single batch larger than ``max_bytes`` is
+written whole.
 """
 
 import collections
@@ -38,13 +44,61 @@ REQUEST_EVENT = "org.kubeflow.serving.inference.request"
 RESPONSE_EVENT = "org.kubeflow.serving.inference.response"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY  # NaN is written as null
 _MAX_EVENT_ROWS = 1000
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_BACKUP_COUNT = 5
+FILE_MODE = 0o600
+
+
+class RotatingFile:
+    """An append-only binary file, mode 0600, rotated by size into ``path.1`` ... ``path.<backup_count>``.
+
+    ``max_bytes`` 0 never rotates; ``backup_count`` 0 starts the file over instead of keeping it.
+    """
+
+    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_BYTES, backup_count: int = DEFAULT_BACKUP_COUNT):
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+        self._open()
+
+    def write(self, data: bytes) -> None:
+        """Appends ``data`` (whole lines), rotating first if it would take the file past ``max_bytes``."""
+        if self.max_bytes and self.size and self.size + len(data) > self.max_bytes:
+            self._rotate()
+        self._file.write(data)
+        self.size += len(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _open(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # an existing file (or a loose umask) keeps no wider mode
+        self._file = os.fdopen(fd, "ab", buffering=1 << 16)
+        self.size = os.fstat(fd).st_size
+
+    def _rotate(self) -> None:
+        self._file.close()
+        if self.backup_count > 0:
+            for i in range(self.backup_count - 1, 0, -1):
+                older = f"{self.path}.{i}"
+                if os.path.exists(older):
+                    os.replace(older, f"{self.path}.{i + 1}")
+            os.replace(self.path, f"{self.path}.1")
+        else:
+            os.remove(self.path)
+        self._open()
 
 
 class RequestLogger:
     """Writes served batches to a JSON-lines file or a CloudEvents HTTP sink, in the background."""
 
     def __init__(self, target: str, model_name: str, flush_seconds: float = 0.2,
-                 max_queued_batches: int = 10000):
+                 max_queued_batches: int = 10000, max_bytes: int = DEFAULT_MAX_BYTES,
+                 backup_count: int = DEFAULT_BACKUP_COUNT):
         self.target = target
         self.model_name = model_name
         self.is_http = target.startswith(("http://", "https://"))
@@ -64,7 +118,7 @@ class RequestLogger:
         else:
             try:
                 os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-                self._file = open(target, "ab", buffering=1 << 16)
+                self._file = RotatingFile(target, max_bytes, backup_count)
             except OSError as e:
                 raise ConfigError(f"Cannot open the request log {target}: {e.strerror or e}. "
                                   "Give --log_requests a writable file path or an http(s) URL.") from e
@@ -108,7 +162,8 @@ class RequestLogger:
                 for batch in _coalesce(batches, _MAX_EVENT_ROWS):
                     self._post(*batch)
             else:
-                self._file.write(b"".join(self._lines(*batch) for batch in batches))
+                for batch in batches:
+                    self._file.write(self._lines(*batch))
                 self._file.flush()
         except Exception as e:  # noqa: BLE001 - a broken sink must not take the server down
             self._dropped.inc(len(batches))

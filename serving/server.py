@@ -6,48 +6,51 @@ Compared with ``kserve.ModelServer`` it:
 - answers V1 predict and V2 JSON infer in a raw ASGI fast path ahead of FastAPI
   (``fast_path.py``), and gRPC ``ModelInfer`` by decoding straight to the model's columns;
 - runs on uvloop (``--event-loop auto``, as KServe's flag documents);
+- answers every error through one table (``errors.ERROR_TABLE``): the fast path, the FastAPI
+  routes (one handler per row) and gRPC agree on the status of each error class;
 - rejects bodies over ``max_request_bytes`` with 413 (gRPC: RESOURCE_EXHAUSTED, by the gRPC
-  receive limit) and malformed V2 bodies with 400 instead of FastAPI's 422;
-- parses V2 REST bodies with orjson instead of FastAPI's pydantic models (same data plane);
+  receive limit) and malformed V2 bodies (binary ones included) with 400 naming the field;
+- parses V2 REST bodies with orjson instead of FastAPI's pydantic models;
+- serves ``/v2/models/<m>/versions/<v>/...`` and gRPC ``model_version`` for the served version
+  and answers 404 naming the served versions otherwise (KServe answers 501 / ignores it);
 - reports readiness from the models (503 until a version is loaded and warm) and lists the
   served version in V2 model metadata;
 - starts before the models are loaded (they load in the background), and on SIGTERM lets
-  in-flight REST and gRPC requests finish before the models stop.
+  in-flight REST and gRPC requests finish before the models stop; when a model has nothing to
+  serve (its ``on_failure``), it stops the same way and ``failure`` says why.
 """
 
 import asyncio
 import functools
 import logging
+import signal
 from concurrent import futures
 from http import HTTPStatus
 from typing import Dict, List, Optional
 
 import orjson
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.importer import import_from_string
-from grpc import StatusCode, aio
+from grpc import aio
 from kserve import ModelServer
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from kserve.errors import ModelNotReady
 from kserve.model import BaseKServeModel
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer
 
 from prodml.components.common.logs import get_logger
-from prodml.serving import codec, responses
-from prodml.serving.errors import RequestTooLarge
-from prodml.serving.fast_path import FastPath
+from prodml.serving import codec, errors, responses
+from prodml.serving.errors import RequestTooLarge, VersionNotServed
+from prodml.serving.fast_path import OFFLOAD_BYTES, FastPath, offload_rows
 
 logger = get_logger(__name__)
 
@@ -56,18 +59,28 @@ PLATFORM = "tensorflow_savedmodel"
 
 
 class ProdmlDataPlane(DataPlane):
-    """Readiness follows the models; model metadata names the served version."""
+    """Readiness follows the models; model metadata names the served versions, per version too."""
 
     async def ready(self) -> bool:
         models = self.model_registry.get_models().values()
         return bool(models) and all([await m.healthy() for m in models])
 
-    async def model_metadata(self, model_name: str) -> Dict:
-        metadata = await super().model_metadata(model_name)
+    async def model_metadata(self, model_name: str, model_version: Optional[str] = None) -> Dict:
         model = self.get_model_from_registry(model_name)
-        metadata["versions"] = list(getattr(model, "versions", []))
+        served = list(getattr(model, "versions", []))
+        if model_version and model_version not in served:
+            raise VersionNotServed(model_name, model_version, served)
+        metadata = await super().model_metadata(model_name)
+        metadata["versions"] = served
         metadata["platform"] = PLATFORM
         return metadata
+
+    async def version_ready(self, model_name: str, model_version: str) -> bool:
+        """Whether ``model_version`` is served and ready; VersionNotServed (404) if it is not served."""
+        model = self.get_model_from_registry(model_name)
+        if model_version not in list(getattr(model, "versions", [])):
+            raise VersionNotServed(model_name, model_version, getattr(model, "versions", []))
+        return await self.model_ready(model_name)
 
 
 class RequestGuard:
@@ -84,8 +97,8 @@ class RequestGuard:
             if key == b"content-length":
                 size = int(value) if value.isdigit() else 0
                 if size > self.max_bytes:
-                    return await _send_json(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                            str(RequestTooLarge(size, self.max_bytes)))
+                    status, body = errors.rest_error(RequestTooLarge(size, self.max_bytes))
+                    return await _send_json(send, status, body)
                 return await self.app(scope, receive, send)
         return await self.app(scope, self._limited(receive), send)
 
@@ -103,38 +116,51 @@ class RequestGuard:
         return limited_receive
 
 
-async def _send_json(send, status: int, error: str) -> None:
-    body = orjson.dumps({"error": error})
+async def _send_json(send, status: int, body: bytes) -> None:
     await send({"type": "http.response.start", "status": int(status),
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
 
-class V2InferRoute:
-    """``POST /v2/models/{model_name}/infer`` through KServe's data plane, minus FastAPI's body model.
+class V2Routes:
+    """The V2 REST routes that prodml answers itself, ahead of KServe's routes for the same paths.
 
-    KServe's own route has FastAPI validate the body into pydantic models, which costs more
-    than the rest of a small request; here the body is parsed with orjson and checked by hand
-    (each problem named by its JSON path), then handed to the same data plane. Binary-data
-    requests (``inference-header-content-length``) are decoded by KServe's ``InferRequest``.
+    - ``POST /v2/models/{model_name}[/versions/{model_version}]/infer``: KServe's route has FastAPI
+      validate the body into pydantic models, which costs more than the rest of a small request,
+      and answers 500 for malformed binary bodies. Here the body (JSON, or JSON then binary
+      tensors per ``inference-header-content-length``) is decoded by ``codec.v2_rest_request``,
+      each problem named by its header or JSON path.
+    - ``GET /v2/models/{model_name}/versions/{model_version}[/ready]``: the served version's
+      metadata and readiness (KServe answers 501 for any version).
     """
 
-    def __init__(self, dataplane: DataPlane):
+    def __init__(self, dataplane: ProdmlDataPlane):
         self.dataplane = dataplane
+
+    def routes(self) -> List[Route]:
+        infer = "/v2/models/{model_name}/infer"
+        versioned = "/v2/models/{model_name}/versions/{model_version}"
+        return [Route(infer, self.infer, methods=["POST"]), Route(versioned + "/infer", self.infer, methods=["POST"]),
+                Route(versioned, self.metadata, methods=["GET"]),
+                Route(versioned + "/ready", self.ready, methods=["GET"])]
 
     async def infer(self, request: Request) -> Response:
         model_name = request.path_params["model_name"]
+        model_version = request.path_params.get("model_version")
         if not await self.dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
         body = await request.body()
         headers = dict(request.headers)
-        json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
-        if json_length is not None:
-            infer_request = InferRequest.from_bytes(body, int(json_length), model_name)
+        infer_request = codec.v2_rest_request(body, headers.get(INFERENCE_CONTENT_LENGTH_HEADER), model_name,
+                                              model_version)
+        model = self.dataplane.model_registry.get_model(model_name)
+        if hasattr(model, "infer_direct"):
+            rows = offload_rows(infer_request.inputs[0].shape if infer_request.inputs else ())
+            response, response_headers = await model.infer_direct(
+                infer_request, offload=len(body) > OFFLOAD_BYTES or rows)
         else:
-            infer_request = _infer_request(body, model_name)
-        response, response_headers = await self.dataplane.infer(model_name, infer_request, headers)
+            response, response_headers = await self.dataplane.infer(model_name, infer_request, headers)
         response, extra = self.dataplane.encode(model_name, response, headers, {})
         response_headers.update(extra)
         response_headers.pop("content-length", None)
@@ -143,59 +169,25 @@ class V2InferRoute:
         return Response(orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY), headers=response_headers,
                         media_type="application/json")
 
+    async def metadata(self, request: Request) -> Response:
+        metadata = await self.dataplane.model_metadata(request.path_params["model_name"],
+                                                       request.path_params["model_version"])
+        return Response(orjson.dumps(metadata), media_type="application/json")
 
-def _infer_request(body: bytes, model_name: str) -> InferRequest:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise InvalidInput(f"Malformed JSON in the inference request: {e}") from e
-    return v2_request(payload, model_name)
-
-
-def v2_request(payload, model_name: str) -> InferRequest:
-    """A parsed V2 JSON body as KServe's ``InferRequest``; InvalidInput names the faulty field."""
-    if not isinstance(payload, dict):
-        raise InvalidInput('A V2 inference request is a JSON object with an "inputs" list.')
-    codec.check_v2_json_inputs(payload.get("inputs"))
-    inputs = [InferInput(item["name"], item["shape"], item["datatype"], item["data"], item.get("parameters"))
-              for item in payload["inputs"]]
-    outputs = payload.get("outputs")
-    requested = None
-    if outputs is not None:
-        if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                    for o in outputs):
-            raise InvalidInput('"outputs" must be a list of objects with a name.')
-        requested = [RequestedOutput(o["name"], o.get("parameters")) for o in outputs]
-    request_id = payload.get("id")
-    return InferRequest(model_name, inputs, request_id=None if request_id is None else str(request_id),
-                        parameters=payload.get("parameters"), request_outputs=requested)
+    async def ready(self, request: Request) -> Response:
+        name, version = request.path_params["model_name"], request.path_params["model_version"]
+        if not await self.dataplane.version_ready(name, version):
+            raise ModelNotReady(name)
+        return Response(orjson.dumps({"name": name, "ready": True}), media_type="application/json")
 
 
-def _client_error_handler(status: int):
-    """KServe's handlers log a traceback per bad request; a client's mistake is not worth one."""
-
-    async def handler(_, exc):
-        logger.debug("%d: %s", status, exc)
-        return JSONResponse(status_code=status, content={"error": str(exc)})
-
-    return handler
-
-
-async def _request_too_large_handler(_, exc: RequestTooLarge):
-    return JSONResponse(status_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE, content={"error": str(exc)})
-
-
-async def _validation_error_handler(_, exc: RequestValidationError):
-    problems = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(part) for part in error.get("loc", ()))
-        problems.append(f"{where}: {error.get('msg', 'invalid')}")
-    return JSONResponse(status_code=HTTPStatus.BAD_REQUEST,
-                        content={"error": "Malformed inference request: " + "; ".join(problems)})
+async def _rest_error_handler(_, error: Exception) -> Response:
+    status, body = errors.rest_error(error)
+    return Response(body, status_code=status, media_type="application/json")
 
 
 class LeanRESTServer(RESTServer):
-    """KServe's REST server without per-request logging, with size limit and 400 for bad bodies."""
+    """KServe's REST server without per-request logging, with size limit and the one error table."""
 
     def __init__(self, *args, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, **kwargs):
         super().__init__(*args, **kwargs)
@@ -214,40 +206,37 @@ class LeanRESTServer(RESTServer):
         app.add_middleware(RequestGuard, max_bytes=self.max_request_bytes)
 
     def _register_endpoints(self, app: FastAPI):
-        # Registered first, so it takes precedence over KServe's route for the same path.
-        app.router.routes.append(Route("/v2/models/{model_name}/infer", V2InferRoute(self.dataplane).infer,
-                                       methods=["POST"]))
+        # Registered first, so they take precedence over KServe's routes for the same paths.
+        app.router.routes.extend(V2Routes(self.dataplane).routes())
         super()._register_endpoints(app)
 
     def _add_exception_handlers(self, app: FastAPI):
-        super()._add_exception_handlers(app)
-        app.add_exception_handler(InvalidInput, _client_error_handler(HTTPStatus.BAD_REQUEST))
-        app.add_exception_handler(ModelNotFound, _client_error_handler(HTTPStatus.NOT_FOUND))
-        app.add_exception_handler(ModelNotReady, _client_error_handler(HTTPStatus.SERVICE_UNAVAILABLE))
-        # Readiness probes ask every few seconds while a version loads: no traceback for each.
-        app.add_exception_handler(ServerNotReady, _client_error_handler(HTTPStatus.SERVICE_UNAVAILABLE))
-        app.add_exception_handler(RequestValidationError, _validation_error_handler)
-        app.add_exception_handler(RequestTooLarge, _request_too_large_handler)
+        for error_class in errors.ERROR_TABLE:
+            app.add_exception_handler(error_class, _rest_error_handler)
 
 
 class LeanServicer(InferenceServicer):
-    """KServe's gRPC servicer, listing the served version in model metadata.
+    """KServe's gRPC servicer: versions in model metadata and ``model_version``, the one error table.
 
-    Errors become gRPC statuses by ``QuietExceptionToStatus``, applied to each RPC method once
-    here rather than as a server interceptor, which wraps the handler anew on every call.
+    Errors become gRPC statuses by ``errors.ERROR_TABLE``, applied to each RPC method once here
+    rather than as a server interceptor, which wraps the handler anew on every call.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        statuses = QuietExceptionToStatus()
         for name in _RPC_METHODS:
-            setattr(self, name, _with_statuses(getattr(self, name), name, statuses))
+            setattr(self, name, _with_statuses(getattr(self, name)))
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context) -> pb.ModelMetadataResponse:
-        metadata = await self._data_plane.model_metadata(model_name=request.name)
+        metadata = await self._data_plane.model_metadata(request.name, request.version or None)
         return pb.ModelMetadataResponse(name=metadata["name"], versions=metadata.get("versions", []),
                                         platform=metadata["platform"], inputs=metadata["inputs"],
                                         outputs=metadata["outputs"])
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context) -> pb.ModelReadyResponse:
+        if request.version:
+            return pb.ModelReadyResponse(ready=await self._data_plane.version_ready(request.name, request.version))
+        return pb.ModelReadyResponse(ready=await self._data_plane.model_ready(model_name=request.name))
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
         """Decodes typed contents straight to a prodml model's columns; other requests as KServe does.
@@ -257,44 +246,31 @@ class LeanServicer(InferenceServicer):
         model = self._data_plane.model_registry.get_model(request.model_name)
         if model is None or not hasattr(model, "infer_columns"):
             return await super().ModelInfer(request, context)
+        offload = offload_rows(request.inputs[0].shape) if request.inputs else False
         if request.raw_input_contents:
             self.validate_grpc_request(request)
-            response, _ = await model.infer_direct(InferRequest.from_grpc(request))
+            response, _ = await model.infer_direct(InferRequest.from_grpc(request), offload=offload)
             return response.to_grpc()
-        served = await model.infer_columns("grpc", functools.partial(codec.from_v2_grpc, request.inputs))
+        served = await model.infer_columns("grpc", functools.partial(codec.from_v2_grpc, request.inputs),
+                                           version=request.model_version, offload=offload)
         return responses.v2_grpc(model.name, request.id, served)
-
-
-class QuietExceptionToStatus(ExceptionToStatusInterceptor):
-    """Maps client errors to gRPC statuses without a traceback per bad request.
-
-    (KServe's interceptor also reads ``ModelNotReady.reason``, which that error does not have.)
-    """
-
-    async def handle_exception(self, ex, request_or_iterator, context, method_name):
-        if isinstance(ex, InvalidInput):
-            await context.abort(StatusCode.INVALID_ARGUMENT, str(ex))
-        elif isinstance(ex, ModelNotFound):
-            await context.abort(StatusCode.NOT_FOUND, str(ex))
-        elif isinstance(ex, ModelNotReady):
-            await context.abort(StatusCode.UNAVAILABLE, str(ex))
-        else:
-            await super().handle_exception(ex, request_or_iterator, context, method_name)
 
 
 _RPC_METHODS = [name for name in vars(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer)
                 if not name.startswith("_")]
 
 
-def _with_statuses(method, name: str, statuses: QuietExceptionToStatus):
+def _with_statuses(method):
     @functools.wraps(method)
     async def call(request, context):
         try:
             return await method(request, context)
         except aio.AbortError:
             raise
-        except Exception as e:  # noqa: BLE001 - every error becomes a status, as the interceptor did
-            await statuses.handle_exception(e, request, context, name)
+        except Exception as e:  # noqa: BLE001 - every error becomes the status of its table row
+            status = errors.status_of(e)
+            errors.log_error(e, status)
+            await context.abort(status.grpc, errors.message_of(e))
 
     return call
 
@@ -345,11 +321,12 @@ class ProdmlModelServer(ModelServer):
         self._models: List[BaseKServeModel] = []
 
     def start(self, models: List[BaseKServeModel]) -> None:
-        """Registers the models (they may still be loading), serves REST and gRPC until stopped."""
+        """Registers the models (they load in the background), serves REST and gRPC until stopped."""
         for model in models:
             self.register_model(model)
             model.enable_latency_logging = False
-            model.start()
+            if hasattr(model, "on_failure"):
+                model.on_failure = self._model_failed
         self._models = list(models)
         self._rest_server = LeanRESTServer(
             "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port,
@@ -370,7 +347,26 @@ class ProdmlModelServer(ModelServer):
             asyncio.set_event_loop(loop)  # a Runner with a loop factory leaves it unset
             logger.info("event loop: %s", type(loop).__module__.split(".")[0])
             self.setup_event_loop()  # KServe's: exception handler, default executor
+            self._loop = loop
             runner.run(self._serve())
+
+    async def _serve(self):
+        # The models start loading once the loop runs, so that a failure can always stop it.
+        for model in self._models:
+            model.start()
+        await super()._serve()
+
+    def _model_failed(self, reason: str) -> None:
+        """A model has nothing to serve (called from its loader thread): stop as on SIGTERM."""
+        self._loop.call_soon_threadsafe(self._stop_serving)
+
+    def _stop_serving(self) -> None:
+        grpc_server = getattr(self, "_grpc_server", None)
+        if grpc_server is not None and grpc_server._server is None:  # not listening yet: stop it after
+            self._loop.call_later(0.1, self._stop_serving)
+            return
+        self._rest_server._server.should_exit = True
+        self.stop(signal.SIGTERM)
 
     def stop(self, sig: Optional[int] = None):
         """Drains, then stops: not ready at once, in-flight requests finish, then the models stop.

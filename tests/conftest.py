@@ -2,15 +2,18 @@
 
 Each fixture runs one real executor once per session on ``testdata/taxi_small.csv``, so a
 downstream executor is tested alone against real upstream output.
+
+Tests that take more than about 5 s are marked ``slow`` and left out of ``make test-unit``: new
+tests carry ``@pytest.mark.slow`` themselves; the older ones are listed in ``SLOW_TESTS`` below.
 """
 
-import os
 import pathlib
 
 import pytest
 
 from prodml.components.common.logs import silence_tensorflow
 
+# The test session is an entry point: executors called directly here are quiet like in a component.
 silence_tensorflow()
 
 TESTDATA = pathlib.Path(__file__).parent / "testdata"
@@ -68,3 +71,31 @@ def trained(artifacts, transformed):
     run_train(transform_graph_dir=str(transformed[0]), transformed_examples_dir=str(transformed[1]),
               model_dir=str(model), epochs=3)
     return model
+
+
+# Tests measured over about 5 s (call time, on the 2-core reference machine), by "file::function";
+# every parametrisation of a listed function is slow.
+SLOW_TESTS = {
+    "tests/components/test_train.py::test_multiclass",  # 27 s: trains a 3-class model from raw data
+    "tests/components/test_train.py::test_regression",  # 18 s: trains a regression model from raw data
+    "tests/components/test_train.py::test_same_seed_gives_the_same_model",  # 9 s: trains twice
+    "tests/components/test_train.py::test_user_trainer_module_is_used",  # 8 s
+    "tests/components/test_train.py::test_unknown_label_fails_training_loudly",  # 6 s
+    "tests/components/test_transform.py::test_user_preprocessing_module_is_used",  # 8 s: a second Beam transform
+    "tests/components/test_validate.py::test_drift_against_a_shifted_baseline_is_reported",  # 7 s
+    "tests/components/test_evaluate.py::test_untrained_candidate_falls_behind_the_pushed_model",  # 5.5 s
+    "tests/test_component_manifests.py::test_a_new_pipeline_from_the_yaml_files_alone_runs_locally",  # 16 s: kfp.local
+    "tests/test_cli_errors.py::test_label_with_one_class",  # 6 s: a prodml run subprocess
+    "tests/test_cli_errors.py::test_non_numeric_value_past_the_first_rows",  # 6 s: a prodml run subprocess
+}
+# Serving tests that need a model trained by the runtime environment (about a minute, once) and a server.
+SLOW_FIXTURES = {"built_model"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks the listed slow tests, and those using a slow fixture, as ``slow``."""
+    root = pathlib.Path(str(config.rootpath))
+    for item in items:
+        path = pathlib.Path(str(item.path)).relative_to(root).as_posix()
+        if f"{path}::{item.originalname}" in SLOW_TESTS or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)

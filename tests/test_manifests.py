@@ -143,8 +143,9 @@ def test_kustomization_lists_every_manifest_and_only_existing_files():
     assert len(listed) == len(set(listed))
     assert all((KSERVE / f).is_file() for f in listed)
     assert set(listed) == {p.name for p in KSERVE.glob("*.yaml")} - {"kustomization.yaml"}
-    namespaces = {d["metadata"].get("namespace") for _, d in kserve_documents()}
-    assert namespaces == {kustomization["namespace"]}
+    # A manifest either leaves its namespace to kustomize or writes the one kustomize sets.
+    namespaces = {d["metadata"].get("namespace") for _, d in kserve_documents()} - {None}
+    assert namespaces <= {kustomization["namespace"]}
 
 
 def test_example_inferenceservices_are_what_push_renders():
@@ -186,23 +187,53 @@ def test_servingruntime_flags_are_flags_of_the_predictor():
 # --- RBAC ---------------------------------------------------------------------------------------
 
 
+def _deploy_api_verbs() -> set:
+    """The Kubernetes verbs of every custom-object call the deploy component makes, read from its source.
+
+    A call ``<verb>_namespaced_custom_object`` is the verb itself, except ``replace`` (``update``)
+    and ``list_..._object`` / watches (``list``, ``watch``).
+    """
+    import ast
+
+    verbs, callers = set(), set()
+    for path in (REPO / "components").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and "_custom_object" in node.attr:
+                verb = node.attr.split("_namespaced_")[0].split("_cluster_")[0]
+                verbs.add({"replace": "update"}.get(verb, verb))
+                callers.add(path.relative_to(REPO).as_posix())
+            if isinstance(node, ast.keyword) and node.arg == "watch":
+                verbs.add("watch")
+    assert callers == {"components/deploy/kube.py"}, callers  # one module talks to the API server
+    return verbs
+
+
+def test_rbac_role_grants_exactly_the_verbs_deploy_calls():
+    [(_, role)] = of_kind("Role")
+    [rule] = role["rules"]
+    assert rule["apiGroups"] == ["serving.kserve.io"]
+    assert rule["resources"] == ["inferenceservices"]
+    assert set(rule["verbs"]) == _deploy_api_verbs() == {"get", "create", "patch"}
+    assert len(rule["verbs"]) == len(set(rule["verbs"]))
+
+
 def test_rbac_is_least_privilege_and_namespace_scoped():
     [(_, role)] = of_kind("Role")
     [(_, binding)] = of_kind("RoleBinding")
     [(_, account)] = of_kind("ServiceAccount")
     assert not of_kind("ClusterRole") and not of_kind("ClusterRoleBinding")
     [rule] = role["rules"]
-    assert rule["apiGroups"] == ["serving.kserve.io"]
-    assert rule["resources"] == ["inferenceservices"]
-    assert sorted(rule["verbs"]) == ["create", "get", "patch", "watch"]
     assert "resourceNames" not in rule
     assert "*" not in str(role["rules"])
-    ns = role["metadata"]["namespace"]
-    assert binding["metadata"]["namespace"] == ns and account["metadata"]["namespace"] == ns
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                    "namespace": ns}]
+    # No namespace is hard-coded: kustomize (or kubectl -n) sets it, and a ServiceAccount subject
+    # without one means the RoleBinding's own namespace.
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"]}]
+    for doc in (role, binding, account):
+        assert "namespace" not in doc["metadata"], doc["metadata"]
+    kustomization = yaml.safe_load((KSERVE / "kustomization.yaml").read_text())
+    assert kustomization["namespace"] and "rbac.yaml" in kustomization["resources"]
 
 
 # --- render_inferenceservice --------------------------------------------------------------------

@@ -377,3 +377,99 @@ def test_a_server_error_is_reported_with_its_message(stub, package, parameters, 
         submit.submit(client, package, submit.parse_arguments(REQUIRED, parameters), host=stub.host)
     assert "HTTP 400" in str(error.value) and "pipeline spec is invalid" in str(error.value)
     assert stub.host in str(error.value)
+
+
+# --- security: the service account, plain HTTP, no token in the output --------------------------
+
+def test_the_service_account_goes_with_every_kind_of_run(stub, package, parameters):
+    client = submit.connect(host=stub.host)
+    arguments = submit.parse_arguments(REQUIRED, parameters)
+    submit.submit(client, package, arguments, host=stub.host)
+    results = [submit.submit(client, package, arguments, host=stub.host, service_account="prodml-deployer", **kind)
+               for kind in ({}, {"cron": "0 2 * * *"}, {"upload": True})]
+    plain, *with_account = stub.find("POST", "/apis/v2beta1/runs")
+    [recurring] = stub.find("POST", "/apis/v2beta1/recurringruns")
+    assert "service_account" not in plain["json"]  # the server's default account
+    for request in with_account + [recurring]:
+        assert request["json"]["service_account"] == "prodml-deployer"
+    assert [r.service_account for r in results] == ["prodml-deployer"] * 3
+
+
+def test_cli_submit_passes_the_service_account_and_reports_it(stub, capsys):
+    code = cli.main(["submit", "--host", stub.host, "--service-account", "prodml-deployer", "--json"]
+                    + [f"--param={p}" for p in REQUIRED])
+    assert code == 0
+    [run] = stub.find("POST", "/apis/v2beta1/runs")
+    assert run["json"]["service_account"] == "prodml-deployer"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["service_account"] == "prodml-deployer"
+
+
+@pytest.mark.parametrize("name", ["Prodml", "prodml_deployer", "-x", "a" * 254, ""])
+def test_a_bad_service_account_name_is_refused_before_connecting(stub, package, name):
+    with pytest.raises(ConfigError, match="is not a Kubernetes service account name"):
+        submit.submit(None, package, {}, service_account=name)
+    assert stub.requests == []
+
+
+@pytest.mark.parametrize("host, token, warned", [
+    ("http://kfp.example.com", TOKEN, True),
+    ("http://10.0.0.5:8080", TOKEN, True),
+    ("kfp.example.com", TOKEN, False),            # no scheme: https, as kfp.Client does
+    ("https://kfp.example.com", TOKEN, False),
+    ("http://kfp.example.com", None, False),      # nothing secret to send
+    ("http://localhost:8080", TOKEN, False),      # loopback: kubectl port-forward
+    ("http://127.0.0.1:8080", TOKEN, False),
+    ("http://[::1]:8080", TOKEN, False),
+])
+def test_a_token_over_plain_http_to_another_host_draws_a_warning(host, token, warned):
+    warning = submit.plain_http_warning(host, token)
+    assert bool(warning) == warned
+    if warning:
+        assert "\n" not in warning and warning.startswith("prodml: warning: the bearer token goes to http://")
+        assert TOKEN not in warning
+
+
+def test_connect_warns_once_on_stderr_without_the_token(kfp_env, capsys):
+    with pytest.raises(submit.SubmitError):  # the .invalid domain never resolves
+        submit.connect(host="http://user:pw@kfp.invalid:8080", existing_token=TOKEN)
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if "warning" in line]
+    assert line.startswith("prodml: warning: the bearer token goes to http://kfp.invalid:8080 over plain http://")
+    assert TOKEN not in err and "pw" not in line
+
+
+def test_a_token_echoed_by_the_server_never_reaches_the_output(stub, capsys, monkeypatch):
+    original = stub._answer
+
+    def echoing(method, path, record):
+        if path == "/apis/v2beta1/runs":
+            return 401, {"error": f"token {record['headers']['authorization']} is expired", "code": 16}
+        return original(method, path, record)
+
+    monkeypatch.setattr(stub, "_answer", echoing)
+    code = cli.main(["submit", "--host", stub.host, "--existing-token", TOKEN, "--json"]
+                    + [f"--param={p}" for p in REQUIRED])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "HTTP 401" in captured.err and "Bearer *** is expired" in captured.err
+    assert TOKEN not in captured.out + captured.err
+
+
+def test_redaction_masks_output_and_errors_and_keeps_the_error_class():
+    with submit.redacted(TOKEN, None) as redact:
+        assert redact(f"url?token={TOKEN}") == "url?token=***"
+    with pytest.raises(ConfigError) as error, submit.redacted(TOKEN):
+        raise ConfigError(f"bad {TOKEN}")
+    assert str(error.value) == "bad ***" and error.value.__cause__ is None and error.value.exit_code == 2
+
+
+@pytest.mark.parametrize("param, words", [
+    ("epochs=0", "epochs (--epochs) must be a whole number ≥ 1"),
+    ("model_name=Chicago_Taxi", "Model name (model_name) 'Chicago_Taxi' is not a valid DNS-1123 label"),
+    ('thresholds={"auc": 90}', "auc=90 is outside the values auc can take"),
+    ('thresholds={"acc": 0.9}', "Unknown metric 'acc'"),
+])
+def test_cli_submit_checks_the_training_parameters_before_connecting(stub, capsys, param, words):
+    code = cli.main(["submit", "--host", stub.host] + [f"--param={p}" for p in REQUIRED + [param]])
+    assert code == 2 and words in capsys.readouterr().err
+    assert stub.requests == []

@@ -1,15 +1,26 @@
 """The user-facing error hierarchy.
 
 A ``ProdmlError`` is a problem with the user's input or environment. The CLI and the
-component wrappers print its message as one paragraph, without a traceback, and exit
-non-zero. Anything else is a bug and keeps its traceback.
+component wrappers print its message as one paragraph, without a traceback, and exit with
+the error's ``exit_code``. Anything else is a bug and keeps its traceback (exit code 1).
+
+Exit codes: 0 success; 1 a bug (traceback); 2 a usage error (``ConfigError``: a bad flag,
+parameter, name or user module; argparse's own errors are 2 as well); 3 a data or pipeline error
+(every other ``ProdmlError``: bad input data, schema anomalies, registry, lineage or deployment
+failures, a failed pipeline step); 130 interrupted.
 """
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_INTERRUPTED = 130
 
 
 class ProdmlError(Exception):
     """Base class: the message names the file, column, row or field, and what to do."""
 
-    exit_code = 2
+    exit_code = EXIT_DATA
 
 
 class InputDataError(ProdmlError):
@@ -22,6 +33,8 @@ class SchemaError(ProdmlError):
 
 class ConfigError(ProdmlError):
     """A parameter, user module or path given by the user is wrong."""
+
+    exit_code = EXIT_USAGE
 
 
 class NotBlessedError(ProdmlError):

@@ -16,13 +16,55 @@ DATA_VERSION_FILE = "data_version.json"   # examples: source URI, SHA-256, row c
 SCHEMA_FILE = "schema.pbtxt"               # schema: tensorflow_metadata Schema, text format
 STATS_FILE = "FeatureStats.pb"             # statistics/Split-<name>/: DatasetFeatureStatisticsList
 ANOMALIES_FILE = "anomalies.pbtxt"         # statistics/: Anomalies of train and eval, text format
-LABEL_INFO_FILE = "label_info.json"        # transform graph and model: label, problem type, classes
+LABEL_INFO_FILE = "label_info.json"        # transform graph: label, problem type, classes
 MODEL_INFO_FILE = "prodml_model.json"      # model: raw features, signatures, training parameters
 EVALUATION_FILE = "evaluation.json"        # evaluation: overall metrics, slices, baseline comparison
 BLESSING_FILE = "blessing.json"            # blessing: blessed flag and reasons
 MODEL_CARD_MD = "model_card.md"            # pushed version: human model card
 MODEL_CARD_JSON = "model_card.json"        # pushed version: machine model card
 ISVC_FILE = "inferenceservice.yaml"        # pushed version: the KServe InferenceService serving it
+VERSION_COMPLETE_FILE = "_PRODML_COMPLETE.json"  # pushed version: written last; no marker, no version
+
+# Artifact names: the input and output names of the component signatures (KFP takes them from
+# the Python parameter names, so a signature spells the value; tests/components/test_artifacts.py
+# checks every signature against COMPONENT_ARTIFACTS). Renaming one changes the compiled
+# interface: bump the component's major version (pipelines/component_versions.py).
+EXAMPLES_KEY = "examples"                  # ingest: raw examples per split, data_version.json
+STATISTICS_KEY = "statistics"              # validate: TFDV statistics per split
+SCHEMA_KEY = "schema"                      # validate: schema.pbtxt
+ANOMALIES_KEY = "anomalies"                # validate: anomalies as Markdown
+STATISTICS_VIEW_KEY = "statistics_view"    # validate: statistics as HTML
+TRANSFORM_GRAPH_KEY = "transform_graph"    # transform: tft.TFTransformOutput folder, label_info.json
+TRANSFORMED_EXAMPLES_KEY = "transformed_examples"  # transform: transformed examples per split
+MODEL_KEY = "model"                        # train: SavedModel and prodml_model.json
+METRICS_KEY = "metrics"                    # evaluate: scalar metrics
+CLASSIFICATION_METRICS_KEY = "classification_metrics"  # evaluate: confusion matrix and ROC curve
+EVALUATION_KEY = "evaluation"              # evaluate: evaluation.json
+BLESSING_KEY = "blessing"                  # evaluate: blessing.json
+REPORT_KEY = "report"                      # evaluate: the evaluation as Markdown
+PUSHED_MODEL_KEY = "pushed_model"          # push: points at the registry version
+MODEL_CARD_KEY = "model_card"              # push: the model card as Markdown
+DEPLOYMENT_KEY = "deployment"              # deploy: the deployment record
+DEPLOYMENT_CARD_KEY = "deployment_card"    # deploy: the deployment as Markdown
+
+# The artifacts each component reads and writes, as TFX's standard_component_specs declares them.
+COMPONENT_ARTIFACTS = {
+    "ingest": {"inputs": (), "outputs": (EXAMPLES_KEY,)},
+    "validate": {"inputs": (EXAMPLES_KEY,),
+                 "outputs": (STATISTICS_KEY, SCHEMA_KEY, ANOMALIES_KEY, STATISTICS_VIEW_KEY)},
+    "transform": {"inputs": (EXAMPLES_KEY, SCHEMA_KEY),
+                  "outputs": (TRANSFORM_GRAPH_KEY, TRANSFORMED_EXAMPLES_KEY)},
+    "train": {"inputs": (TRANSFORM_GRAPH_KEY, TRANSFORMED_EXAMPLES_KEY), "outputs": (MODEL_KEY,)},
+    "evaluate": {"inputs": (MODEL_KEY, EXAMPLES_KEY),
+                 "outputs": (METRICS_KEY, CLASSIFICATION_METRICS_KEY, EVALUATION_KEY, BLESSING_KEY, REPORT_KEY)},
+    "push": {"inputs": (MODEL_KEY, BLESSING_KEY, EVALUATION_KEY, EXAMPLES_KEY),
+             "outputs": (PUSHED_MODEL_KEY, MODEL_CARD_KEY)},
+    "deploy": {"inputs": (PUSHED_MODEL_KEY,), "outputs": (DEPLOYMENT_KEY, DEPLOYMENT_CARD_KEY)},
+}
+
+# The InferenceService that push writes: metadata deploy reads back from a live service.
+ISVC_VERSION_ANNOTATION = "prodml.io/model-version"   # the registry version it serves
+ISVC_MODEL_LABEL = "prodml.io/model-name"             # the registry model name it serves
 
 # SavedModel signatures.
 RAW_SIGNATURE = "serving_default"          # one input per raw feature, by name

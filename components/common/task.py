@@ -1,11 +1,14 @@
 """What every component body does around its executor: quiet logs, clean user errors.
 
 A component body runs in its own process (a pod, or a kfp.local subprocess). User errors
-(``ProdmlError``) end the process with one readable paragraph and no traceback; the
-paragraph is also appended to the file named by ``PRODML_ERROR_FILE`` when set, which is
-how ``prodml run`` shows the failing step's message. Other exceptions keep their traceback.
+(``ProdmlError``) end the process with one readable paragraph, no traceback, and the error's
+exit code. The paragraph is also appended to the file named by ``PRODML_ERROR_FILE`` when set,
+as one JSON line ``{"component", "error", "exit_code", "message"}``: that is how ``prodml run``
+shows the failing step's message and exits with the step's exit code. Other exceptions keep
+their traceback.
 """
 
+import json
 import os
 import sys
 from typing import Callable, TypeVar
@@ -28,8 +31,10 @@ def run_component(component: str, body: Callable[[], T]) -> T:
         log.error(message)
         error_file = os.environ.get(ERROR_FILE_ENV)
         if error_file:
+            record = {"component": component, "error": type(e).__name__, "exit_code": e.exit_code,
+                      "message": message}
             with open(error_file, "a", encoding="utf-8") as f:
-                f.write(message + "\n")
+                f.write(json.dumps(record) + "\n")
         if os.environ.get("PRODML_VERBOSE"):
             raise
         sys.exit(e.exit_code)

@@ -14,24 +14,23 @@ def deploy(
     namespace: str = "",
     isvc_name: str = "",
     canary_traffic_percent: int = 100,
-    runtime: str = "prodml",
     timeout_seconds: int = 600,
     kube_context: str = "",
     metadata_connection: str = "",
     pipeline_name: str = "prodml-training",
     run_id: str = "",
 ):
-    """Creates or patches the InferenceService for the pushed version and waits for it to be Ready.
+    """Applies the InferenceService manifest push wrote for the pushed version and waits for it to be Ready.
 
     Idempotent: deploying the same version twice changes nothing. Does nothing (and says so)
-    when no namespace is given, no cluster is configured, or nothing was pushed.
+    when no namespace is given, no cluster is configured, nothing was pushed, or the service
+    already serves a newer version: deploy never moves a service to an older version.
 
     Args:
         pushed_model: The push step's output (metadata: pushed, version, pushed_destination).
         namespace: Kubernetes namespace; empty skips deployment.
         isvc_name: InferenceService name; defaults to the model name.
         canary_traffic_percent: Traffic for the new version; below 100 rolls out as a canary.
-        runtime: prodml (our predictor's ServingRuntime) or tensorflow (KServe's TF Serving runtime).
         timeout_seconds: How long to wait for Ready.
         kube_context: kubeconfig context; empty uses in-cluster credentials or the current context.
         metadata_connection: ML Metadata connection; empty records nothing.
@@ -39,42 +38,24 @@ def deploy(
         run_id: Pipeline run context name in ML Metadata.
 
     Returns:
-        deployment: The deployment record (namespace, name, URL, version, traffic percent).
+        deployment: The deployment record (namespace, name, URL, version, traffic percent, action).
         deployment_card: The deployment as Markdown.
     """
-    from prodml.components.common import lineage
-    from prodml.components.common.task import run_component
-    from prodml.components.deploy.executor import is_cluster_configured, run_deploy
+    from prodml.components.common import keys, lineage
+    from prodml.components.common.wrapper import Recorded, run_and_record
+    from prodml.components.deploy.executor import SKIPPED, deploy_pushed
 
-    def body():
-        meta = pushed_model.metadata
-        model_name = meta.get("model_name", "")
-        if not meta.get("pushed"):
-            result = {"action": "skipped", "reason": "nothing was pushed"}
-        elif not namespace:
-            result = {"action": "skipped", "reason": "no namespace given"}
-        elif not is_cluster_configured(kube_context):
-            result = {"action": "skipped", "reason": "no Kubernetes cluster is configured"}
-        else:
-            registry_version = meta["pushed_destination"]
-            result = run_deploy(model_name=model_name, storage_uri=registry_version.rsplit("/", 1)[0],
-                                version=int(meta["version"]), namespace=namespace, isvc_name=isvc_name,
-                                canary_traffic_percent=canary_traffic_percent, runtime=runtime,
-                                timeout_seconds=timeout_seconds, kube_context=kube_context)
-        if result["action"] == "skipped":
-            result.update(model_name=model_name, version=int(meta.get("version") or 0),
-                          storage_uri=meta.get("pushed_destination", ""))
+    def body() -> Recorded:
+        meta = dict(pushed_model.metadata)
+        result = deploy_pushed(meta, namespace, isvc_name=isvc_name, canary_traffic_percent=canary_traffic_percent,
+                               timeout_seconds=timeout_seconds, kube_context=kube_context,
+                               card_path=deployment_card.path)
         deployment.metadata.update(result)
-        lines = [f"# Deployment: {result['action']}", ""]
-        lines += [f"- **{k}**: {v}" for k, v in sorted(result.items()) if k != "action"]
-        with open(deployment_card.path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        if result["action"] != "skipped":
-            lineage.record_execution(
-                metadata_connection, "deploy", pipeline_name, run_id,
-                inputs={"pushed_model": lineage.ArtifactRecord(meta["pushed_destination"], lineage.MODEL)},
-                outputs={"deployment": lineage.ArtifactRecord(result.get("url") or deployment.uri,
-                                                              lineage.DEPLOYMENT, result)},
-                parameters={"namespace": namespace, "canary_traffic_percent": canary_traffic_percent})
+        return Recorded(
+            inputs={keys.PUSHED_MODEL_KEY: lineage.ArtifactRecord(meta.get("pushed_destination", ""), lineage.MODEL)},
+            outputs={keys.DEPLOYMENT_KEY: lineage.ArtifactRecord(result.get("url") or deployment.uri,
+                                                                 lineage.DEPLOYMENT, result)},
+            parameters={"namespace": namespace, "canary_traffic_percent": canary_traffic_percent},
+            record=result["action"] != SKIPPED)
 
-    run_component("deploy", body)
+    run_and_record("deploy", metadata_connection, pipeline_name, run_id, body)

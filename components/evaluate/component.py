@@ -51,16 +51,16 @@ def evaluate(
         report: The evaluation as Markdown, with metrics per slice.
         Output: Whether the candidate is blessed.
     """
-    from prodml.components.common import lineage
-    from prodml.components.common.task import run_component
+    from prodml.components.common import keys
+    from prodml.components.common.wrapper import Recorded, run_and_record
     from prodml.components.evaluate.executor import run_evaluate
-    from prodml.components.evaluate.report import render_markdown
 
-    def body() -> bool:
+    def body() -> Recorded:
         result = run_evaluate(model_dir=model.path, examples_dir=examples.path,
                               evaluation_dir=evaluation.path, blessing_dir=blessing.path,
                               registry_uri=registry_uri, model_name=model_name,
-                              slice_feature=slice_feature, thresholds=thresholds, tolerance=tolerance)
+                              slice_feature=slice_feature, thresholds=thresholds, tolerance=tolerance,
+                              report_path=report.path)
         for name, value in result["metrics"].items():
             metrics.log_metric(name, value)
         if result.get("confusion_matrix"):
@@ -70,19 +70,11 @@ def evaluate(
             roc = result["roc"]
             classification_metrics.log_roc_curve([p["fpr"] for p in roc], [p["tpr"] for p in roc],
                                                  [p["threshold"] for p in roc])
-        with open(report.path, "w", encoding="utf-8") as f:
-            f.write(render_markdown(result))
-        blessing.metadata["blessed"] = result["blessed"]
-        lineage.record_execution(
-            metadata_connection, "evaluate", pipeline_name, run_id,
-            inputs={"model": lineage.ArtifactRecord(model.uri, lineage.MODEL),
-                    "examples": lineage.ArtifactRecord(examples.uri, lineage.DATASET)},
-            outputs={"metrics": lineage.ArtifactRecord(metrics.uri, lineage.METRICS, result["metrics"]),
-                     "evaluation": lineage.ArtifactRecord(evaluation.uri, lineage.EVALUATION),
-                     "blessing": lineage.ArtifactRecord(blessing.uri, lineage.BLESSING,
-                                                        {"blessed": result["blessed"],
-                                                         "reasons": result["reasons"]})},
-            parameters={"slice_feature": slice_feature, "thresholds": thresholds, "tolerance": tolerance})
-        return bool(result["blessed"])
+        blessing.metadata.update(blessed=result["blessed"], reasons=result["reasons"])
+        return Recorded(
+            inputs={keys.MODEL_KEY: model, keys.EXAMPLES_KEY: examples},
+            outputs={keys.METRICS_KEY: metrics, keys.EVALUATION_KEY: evaluation, keys.BLESSING_KEY: blessing},
+            parameters={"slice_feature": slice_feature, "thresholds": thresholds, "tolerance": tolerance},
+            value=bool(result["blessed"]))
 
-    return run_component("evaluate", body)
+    return run_and_record("evaluate", metadata_connection, pipeline_name, run_id, body)

@@ -11,11 +11,12 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from prodml.components.common import dataio, keys, registry
+from prodml.components.common import artifacts, dataio, defaults, keys, names, registry
 from prodml.components.common.errors import ConfigError, InputDataError, RegistryError
-from prodml.components.common.logs import get_logger, silence_tensorflow, step
+from prodml.components.common.logs import get_logger, step
 from prodml.components.evaluate import blessing as checks
 from prodml.components.evaluate import metrics as m
+from prodml.components.evaluate import report
 from prodml.components.evaluate import slices
 
 log = get_logger(__name__)
@@ -35,18 +36,19 @@ class _Pushed:
 
 def run_evaluate(model_dir: str, examples_dir: str, evaluation_dir: str, blessing_dir: str,
                  registry_uri: str = "", model_name: str = "", slice_feature: str = "",
-                 thresholds: Optional[dict] = None, tolerance: float = 0.01, batch_size: int = 1024) -> dict:
+                 thresholds: Optional[dict] = None, tolerance: float = defaults.TOLERANCE,
+                 batch_size: int = 1024, report_path: str = "") -> dict:
     """Evaluates the model in ``model_dir`` on the eval split of ``examples_dir`` and blesses it or not.
 
-    Writes ``<evaluation_dir>/evaluation.json`` and ``<blessing_dir>/blessing.json``. ``thresholds``
-    maps metric names to a minimum (higher-is-better metrics) or maximum (lower-is-better ones);
-    ``tolerance`` is how far the key metric may trail the latest version of ``model_name`` in
-    ``registry_uri``. Returns ``{"metrics", "blessed", "reasons", "confusion_matrix", "roc", "slices"}``.
+    Writes ``<evaluation_dir>/evaluation.json``, ``<blessing_dir>/blessing.json`` and, when
+    ``report_path`` is given, the evaluation as Markdown there. ``thresholds`` maps metric names
+    to a minimum (higher-is-better metrics) or maximum (lower-is-better ones); ``tolerance`` is
+    how far the key metric may trail the latest version of ``model_name`` in ``registry_uri``.
+    Returns ``{"metrics", "blessed", "reasons", "confusion_matrix", "roc", "slices"}``.
     """
-    silence_tensorflow()
-    model_info = _model_info(model_dir)
-    label, raw_features = model_info["label"], model_info.get("raw_features", {})
-    problem_type, classes = label["problem_type"], [str(c) for c in label.get("classes") or []]
+    model_info = artifacts.ModelInfo.read(model_dir)
+    label, raw_features = model_info.label, model_info.raw_features
+    problem_type, classes = label.problem_type, list(label.classes or [])
     thresholds = checks.validate_thresholds(problem_type, thresholds)
     tolerance = checks.validate_tolerance(tolerance)
     if batch_size < 1:
@@ -57,12 +59,13 @@ def run_evaluate(model_dir: str, examples_dir: str, evaluation_dir: str, blessin
     if bool(registry_uri) != bool(model_name):
         raise ConfigError("Give both registry_uri and model_name to compare with the pushed model, or neither "
                           f"(got registry_uri='{registry_uri}', model_name='{model_name}').")
-    label_kind = _label_kind(examples_dir, label["name"])
+    data_version = artifacts.DataVersion.read(examples_dir)
+    label_kind = _label_kind(data_version, examples_dir, label.name)
 
     candidate = _load_signature(model_dir)
     pushed = _find_pushed(registry_uri, model_name, label)
     with step(log, f"evaluating {model_dir} on {keys.EVAL} of {examples_dir}"):
-        data = _score(examples_dir, label["name"], label_kind, slice_feature, raw_features.get(slice_feature),
+        data = _score(examples_dir, label.name, label_kind, slice_feature, raw_features.get(slice_feature),
                       candidate, pushed, batch_size)
     labels = _encode_labels(data.labels, label, label_kind, model_dir)
     n_classes = len(classes)
@@ -76,7 +79,7 @@ def run_evaluate(model_dir: str, examples_dir: str, evaluation_dir: str, blessin
                                              n_classes)
     results.append(check)
     if pushed is not None and data.pushed is not None:
-        rerun = _rerun_check(pushed, examples_dir, model_info, key, metrics, comparison["pushed_metrics"],
+        rerun = _rerun_check(pushed, data_version, model_info, key, metrics, comparison["pushed_metrics"],
                              tolerance)
         if not rerun.passed:
             results.append(rerun)
@@ -93,26 +96,17 @@ def run_evaluate(model_dir: str, examples_dir: str, evaluation_dir: str, blessin
     if problem_type == keys.BINARY:
         roc = m.roc_curve(labels, data.candidate)
 
-    dataio.write_json(dataio.join(evaluation_dir, keys.EVALUATION_FILE), {
-        "metrics": metrics,
-        "slices": slice_results,
-        "baseline": {"name": BASELINE_NAME[problem_type], "metrics": baseline},
-        "candidate_vs_pushed": comparison,
-        "key_metric": key,
-        "label": label,
-        "confusion_matrix": confusion,
-        "roc": roc,
-        "model_uri": model_dir,
-        "examples_uri": examples_dir,
-    })
-    dataio.write_json(dataio.join(blessing_dir, keys.BLESSING_FILE), {
-        "blessed": blessed,
-        "reasons": reasons,
-        "compared_to": comparison.get("version"),
-    })
+    artifacts.Evaluation(
+        metrics=metrics, key_metric=key, baseline={"name": BASELINE_NAME[problem_type], "metrics": baseline},
+        slices=slice_results, candidate_vs_pushed=comparison, confusion_matrix=confusion, roc=roc,
+        model_uri=model_dir, examples_uri=examples_dir).write(evaluation_dir)
+    artifacts.Blessing(blessed=blessed, reasons=reasons, compared_to=comparison.get("version")).write(blessing_dir)
     log.info("%s: %s", "blessed" if blessed else "not blessed", "; ".join(reasons))
-    return {"metrics": metrics, "blessed": blessed, "reasons": reasons, "confusion_matrix": confusion,
-            "roc": roc, "slices": slice_results}
+    result = {"metrics": metrics, "blessed": blessed, "reasons": reasons, "confusion_matrix": confusion,
+              "roc": roc, "slices": slice_results}
+    if report_path:
+        dataio.write_text_atomic(report_path, report.render_markdown(result))
+    return result
 
 
 @dataclasses.dataclass
@@ -201,11 +195,11 @@ def _predict(predict, batch) -> np.ndarray:
     return predict(batch)[keys.PREDICTIONS].numpy()
 
 
-def _encode_labels(values: list, label: dict, kind: str, model_dir: str) -> np.ndarray:
+def _encode_labels(values: list, label: artifacts.Label, kind: str, model_dir: str) -> np.ndarray:
     """Raw label values → float targets (regression) or indices into the model's classes."""
-    if label["problem_type"] == keys.REGRESSION:
+    if label.problem_type == keys.REGRESSION:
         return np.asarray(values, np.float64)
-    classes = [str(c) for c in label["classes"]]
+    classes = list(label.classes)
     if kind == keys.BYTES:
         index = {c: i for i, c in enumerate(classes)}
         keyed = [v.decode("utf-8", errors="replace") for v in values]
@@ -215,8 +209,8 @@ def _encode_labels(values: list, label: dict, kind: str, model_dir: str) -> np.n
         keyed = [float(v) for v in values]
     unknown = sorted({v for v in keyed if v not in index}, key=str)
     if unknown:
-        raise InputDataError(f"Eval label '{label['name']}' has values {unknown[:10]} that are not among the "
-                             f"model's classes {classes} ({dataio.join(model_dir, keys.MODEL_INFO_FILE)}). "
+        raise InputDataError(f"Eval label '{label.name}' has values {unknown[:10]} that are not among the "
+                             f"model's classes {classes} ({artifacts.ModelInfo.path(model_dir)}). "
                              "Train on data that holds every class, or drop those rows.")
     return np.array([index[v] for v in keyed], np.int64)
 
@@ -236,42 +230,35 @@ def _compare_with_pushed(pushed: Optional[_Pushed], predictions: Optional[np.nda
             "pushed_metrics": pushed_metrics, "within_tolerance": check.passed}, check
 
 
-def _rerun_check(pushed: "_Pushed", examples_dir: str, model_info: dict, key: str, metrics: Dict[str, float],
-                 pushed_metrics: Dict[str, float], tolerance: float) -> checks.Check:
-    sha256 = dataio.read_json(dataio.join(examples_dir, keys.DATA_VERSION_FILE))["sha256"]
-    card_path = dataio.join(pushed.uri, keys.MODEL_CARD_JSON)
-    pushed_sha = dataio.read_json(card_path).get("data", {}).get("sha256") if dataio.exists(card_path) else None
-    pushed_info = _model_info(pushed.uri)
-    config = ("params", "label", "raw_features")
-    same_config = all(pushed_info.get(k) == model_info.get(k) for k in config)
+def _rerun_check(pushed: "_Pushed", data_version: artifacts.DataVersion, model_info: artifacts.ModelInfo,
+                 key: str, metrics: Dict[str, float], pushed_metrics: Dict[str, float],
+                 tolerance: float) -> checks.Check:
+    sha256 = data_version.sha256
+    pushed_sha = (artifacts.ModelCard.read(pushed.uri).data_sha256
+                  if artifacts.ModelCard.exists(pushed.uri) else None)
+    same_config = artifacts.ModelInfo.read(pushed.uri).training_config() == model_info.training_config()
     return checks.not_a_rerun(pushed_sha == sha256, same_config, key, metrics, pushed_metrics, pushed.version,
                               tolerance, sha256)
 
 
-def _find_pushed(registry_uri: str, model_name: str, label: dict) -> Optional[_Pushed]:
+def _find_pushed(registry_uri: str, model_name: str, label: artifacts.Label) -> Optional[_Pushed]:
     """The latest pushed version, loaded, or None if nothing is pushed yet."""
     if not registry_uri:
         return None
+    names.check_model_name(model_name, "model_name")  # no path separator or '..' reaches the registry
     version = registry.latest_version(registry_uri, model_name)
     if version is None:
         return None
     uri = registry.version_uri(registry_uri, model_name, version)
-    info_path = dataio.join(uri, keys.MODEL_INFO_FILE)
-    pushed_label = dataio.read_json(info_path)["label"] if dataio.exists(info_path) else label
-    fields = ("name", "problem_type", "classes")
-    if any(pushed_label.get(f) != label.get(f) for f in fields):
-        why = (f"it predicts {_describe(pushed_label)}, the candidate {_describe(label)}")
+    pushed_label = artifacts.ModelInfo.read(uri).label if artifacts.ModelInfo.exists(uri) else label
+    if pushed_label != label:
+        why = f"it predicts {pushed_label.describe()}, the candidate {label.describe()}"
         log.warning("pushed v%d %s", version, why)
         return _Pushed(version, uri, None, why)
     try:
         return _Pushed(version, uri, _load_signature(uri))
     except ConfigError as e:
         raise RegistryError(f"Pushed version {uri} cannot be loaded: {e}") from e
-
-
-def _describe(label: dict) -> str:
-    classes = label.get("classes")
-    return f"'{label.get('name')}' ({label.get('problem_type')}{', classes ' + str(classes) if classes else ''})"
 
 
 def _load_signature(model_dir: str):
@@ -291,18 +278,9 @@ def _load_signature(model_dir: str):
     return lambda batch, _model=model: signature(examples=batch)
 
 
-def _model_info(model_dir: str) -> dict:
-    path = dataio.join(model_dir, keys.MODEL_INFO_FILE)
-    if not dataio.exists(path):
-        raise InputDataError(f"{path} is missing: {model_dir} is not a model folder written by prodml's train.")
-    return dataio.read_json(path)
-
-
-def _label_kind(examples_dir: str, label_name: str) -> str:
-    path = dataio.join(examples_dir, keys.DATA_VERSION_FILE)
-    if not dataio.exists(path):
-        raise InputDataError(f"{path} is missing: {examples_dir} is not an examples folder written by ingest.")
-    columns = dataio.read_json(path).get("columns", {})
+def _label_kind(data_version: artifacts.DataVersion, examples_dir: str, label_name: str) -> str:
+    path = artifacts.DataVersion.path(examples_dir)
+    columns = data_version.columns
     if label_name not in columns:
         raise InputDataError(f"The label '{label_name}' is not among the columns of {path} "
                              f"({', '.join(sorted(columns))}). Evaluate on examples with the model's label.")

@@ -39,11 +39,11 @@ def ingest(
         examples: Gzipped tf.Example records under Split-train/ and Split-eval/, plus data_version.json.
         Output: The SHA-256 fingerprint of the input bytes.
     """
-    from prodml.components.common import lineage
-    from prodml.components.common.task import run_component
+    from prodml.components.common import keys, lineage
+    from prodml.components.common.wrapper import Recorded, run_and_record
     from prodml.components.ingest.executor import run_ingest
 
-    def body() -> str:
+    def body() -> Recorded:
         version = run_ingest(data_uri=data_uri, output_dir=examples.path, label=label,
                              problem_type=problem_type, drop_columns=drop_columns,
                              split_ratios=split_ratios)
@@ -51,12 +51,11 @@ def ingest(
         examples.metadata.update({**data_props, "source_uri": version["source_uri"],
                                   "row_counts": version["row_counts"],
                                   "problem_type": version["label"]["problem_type"]})
-        lineage.record_execution(
-            metadata_connection, "ingest", pipeline_name, run_id,
+        return Recorded(
             inputs={"data": lineage.ArtifactRecord(version["source_uri"], lineage.DATASET, data_props)},
-            outputs={"examples": lineage.ArtifactRecord(examples.uri, lineage.DATASET, dict(examples.metadata))},
+            outputs={keys.EXAMPLES_KEY: examples},
             parameters={"label": label, "problem_type": version["label"]["problem_type"],
-                        "drop_columns": drop_columns, "split_ratios": split_ratios})
-        return version["sha256"]
+                        "drop_columns": drop_columns, "split_ratios": split_ratios},
+            value=version["sha256"])
 
-    return run_component("ingest", body)
+    return run_and_record("ingest", metadata_connection, pipeline_name, run_id, body)

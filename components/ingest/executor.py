@@ -1,16 +1,19 @@
 """Ingest: a CSV or Parquet dataset becomes hash-split, gzipped tf.Example files.
 
-Reads the data in chunks (never the whole file at once), decides each column's kind from its
-first values and enforces it on every row, and records what was read in ``data_version.json``,
-which is written last: a failed ingest leaves no ``data_version.json``.
+Reads the data in chunks (never the whole file at once) and decides each column's kind from
+every row (see ``columns``: the same cell is treated the same on row 5 and on row 500,000).
+The examples are written while the data is read, with the kinds the rows so far allow; when a
+later row changes a kind that was already written (an integer column meets its first decimal),
+the rest is only counted and the data is read a second time to write the examples with the final
+kinds. ``data_version.json`` is written last: a failed ingest leaves no ``data_version.json``.
 """
 
 import itertools
-from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional
 
-from prodml.components.common import dataio, keys
+from prodml.components.common import artifacts, dataio, keys
 from prodml.components.common.errors import ConfigError, InputDataError
-from prodml.components.common.logs import get_logger, silence_tensorflow, step
+from prodml.components.common.logs import get_logger, step
 from prodml.components.ingest import columns, labels, sources, splits
 
 log = get_logger(__name__)
@@ -21,7 +24,7 @@ LOG_EVERY_ROWS = 200_000
 
 def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = keys.AUTO,
                drop_columns: Iterable[str] = (), split_ratios: Optional[Mapping[str, float]] = None,
-               chunk_rows: int = CHUNK_ROWS) -> Dict[str, object]:
+               na_values: Optional[Iterable[str]] = None, chunk_rows: int = CHUNK_ROWS) -> Dict[str, object]:
     """Writes ``<output_dir>/Split-<name>/data-*.tfrecord.gz`` and ``data_version.json``.
 
     Args:
@@ -32,101 +35,146 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
         problem_type: ``auto``, ``binary``, ``multiclass`` or ``regression``.
         drop_columns: columns to leave out (not the label).
         split_ratios: ``{split: ratio}`` with at least ``train`` and ``eval``; normalised.
-        chunk_rows: rows read at a time; the first present values of each column decide its kind.
+        na_values: CSV cells read as missing besides the empty cell (default
+            ``defaults.NA_VALUES``, pandas' set); an empty list leaves only empty cells missing.
+        chunk_rows: rows read at a time (memory bound); the result does not depend on it.
 
     Returns:
         The data_version dict (see DEVELOPERS.md, "examples"). A column without any value is
         left out and listed in ``dropped_columns`` after the ones asked for.
     """
-    silence_tensorflow()
     if isinstance(drop_columns, str):
         drop_columns = [drop_columns] if drop_columns else []
     problem_type = labels.check_problem_type(problem_type)
     ratios = splits.normalise_ratios(split_ratios)
+    markers = sources.missing_markers(na_values)
     files = sources.resolve(data_uri)
-    version_file = dataio.join(output_dir, keys.DATA_VERSION_FILE)
+    version_file = artifacts.DataVersion.path(output_dir)
     if dataio.exists(version_file):
         dataio.gfile().remove(version_file)
+    source = data_uri if len(files) > 1 else files[0]
 
     fingerprint = sources.Fingerprint()
-    chunks = sources.read_chunks(files, chunk_rows, fingerprint)
+    chunks = sources.read_chunks(files, chunk_rows, fingerprint, markers)
     with step(log, f"Ingesting {data_uri}"):
         first = next(chunks, None)
         if first is None:
             raise InputDataError(f"{data_uri} has a header but no rows. Ingest needs at least one row.")
-        label_name, dropped, kinds = _decide_columns(first.frame, label, drop_columns)
-        source = data_uri if len(files) > 1 else files[0]
-        tracker = labels.LabelTracker(label_name, kinds[label_name], source)
-        writer = splits.SplitWriter(output_dir, list(ratios))
+        label_name, dropped, kept = _select_columns(list(first.frame.columns), label, drop_columns)
+        profiles = {name: columns.ColumnProfile(name) for name in kept}
+        attempt: Optional[_Attempt] = _Attempt(output_dir, ratios, label_name, source)
         try:
-            total, filled = _write_chunks(itertools.chain([first], chunks), kinds,
-                                          tracker, ratios, writer)
-            writer.close()
-            label_block = tracker.block(problem_type)
-            _check_splits(writer.row_counts, total, data_uri)
-            writer.commit()
+            for chunk in itertools.chain([first], chunks):
+                for name, profile in profiles.items():
+                    profile.observe(chunk.frame[name], chunk.where)
+                if attempt is not None and not attempt.accepts(
+                        {n: p.provisional_kind() for n, p in profiles.items()}):
+                    log.info("A column's kind changed on %s; the examples are written again once every "
+                             "row is read.", chunk.where(0))
+                    attempt.abort()
+                    attempt = None
+                if attempt is not None:
+                    attempt.write(chunk)
+            kinds = {name: profile.kind() for name, profile in profiles.items()}
+            if attempt is None:
+                attempt = _rewrite(files, chunk_rows, markers, fingerprint, data_uri,
+                                   _Attempt(output_dir, ratios, label_name, source, kinds))
+            label_block = attempt.finish(problem_type, data_uri)
         except BaseException:
-            writer.abort()
+            if attempt is not None:
+                attempt.abort()
             raise
 
-    for name in [n for n in kinds if n not in filled]:
+    empty = [name for name, kind in kinds.items() if kind is None]
+    for name in empty:
         log.warning("Column '%s' has no value in any row; it is left out (see dropped_columns).", name)
-        del kinds[name]
-        dropped.append(name)
-    data_version = {
-        "source_uri": data_uri,
-        "sha256": fingerprint.sha256,
-        "size_bytes": fingerprint.size_bytes,
-        "row_counts": dict(writer.row_counts),
-        "split_ratios": ratios,
-        "columns": kinds,
-        "dropped_columns": dropped,  # asked for, then columns without any value
-        "label": label_block,
-    }
-    dataio.write_json(version_file, data_version)
-    log.info("Ingested %d rows %s; label '%s' (%s).", total, writer.row_counts, label_name,
+    kinds = {name: kind for name, kind in kinds.items() if kind is not None}
+    log.info("Columns: %s", ", ".join(f"{n}:{k}" for n, k in kinds.items()))
+    data_version = artifacts.DataVersion(
+        source_uri=data_uri, sha256=fingerprint.sha256, size_bytes=fingerprint.size_bytes,
+        row_counts=dict(attempt.writer.row_counts), split_ratios=ratios, columns=kinds,
+        dropped_columns=dropped + empty,  # asked for, then columns without any value
+        label=artifacts.Label.from_dict(label_block),
+        extra={"na_values": sorted(markers)})
+    data_version.write(output_dir)
+    log.info("Ingested %d rows %s; label '%s' (%s).", attempt.total, attempt.writer.row_counts, label_name,
              label_block["problem_type"])
-    return data_version
+    return data_version.to_dict()
 
 
-def _decide_columns(frame, label: str, drop_columns: Iterable[str]):
-    """(label name, dropped columns, {kept column: kind}) from the first chunk."""
-    names = list(frame.columns)
+class _Attempt:
+    """Writes examples with fixed kinds; a column that had no value yet takes the first kind it gets.
+
+    Until :meth:`finish`, nothing under its final name exists, so an attempt can be dropped.
+    """
+
+    def __init__(self, output_dir: str, ratios: Dict[str, float], label: str, source: str,
+                 kinds: Optional[Dict[str, Optional[str]]] = None):
+        self.kinds: Dict[str, Optional[str]] = dict(kinds or {})
+        self._ratios, self._label, self._source = ratios, label, source
+        self.writer = splits.SplitWriter(output_dir, list(ratios))
+        self._tracker: Optional[labels.LabelTracker] = None
+        self.total, self._next_log = 0, LOG_EVERY_ROWS
+
+    def accepts(self, kinds: Dict[str, Optional[str]]) -> bool:
+        """Whether rows of these kinds can join what is written (and adopts first kinds)."""
+        for name, kind in kinds.items():
+            if self.kinds.get(name) is None:
+                self.kinds[name] = kind  # nothing written holds a value of this column yet
+            elif kind != self.kinds[name]:
+                return False
+        return True
+
+    def write(self, chunk: sources.Chunk) -> None:
+        frame = chunk.frame
+        if self._tracker is None:
+            # A label without a kind yet has no value: the tracker names the first empty cell.
+            self._tracker = labels.LabelTracker(self._label, self.kinds[self._label] or keys.BYTES,
+                                                self._source)
+        self._tracker.update(frame[self._label], chunk.where)
+        arrays = {name: columns.to_arrow(frame[name], kind) for name, kind in self.kinds.items()
+                  if kind is not None}
+        records = splits.encode(arrays)
+        split_of_row = splits.assign(frame, self._ratios)
+        for index, split in enumerate(self._ratios):
+            self.writer.write(split, [records[i] for i in (split_of_row == index).nonzero()[0]])
+        self.total += len(frame)
+        if self.total >= self._next_log:
+            log.info("%d rows read", self.total)
+            self._next_log += LOG_EVERY_ROWS
+
+    def finish(self, problem_type: str, data_uri: str) -> Dict[str, object]:
+        """Checks the label and the splits, gives the shards their final names; the label block."""
+        self.writer.close()
+        label_block = self._tracker.block(problem_type)
+        _check_splits(self.writer.row_counts, self.total, data_uri)
+        self.writer.commit()
+        return label_block
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def _rewrite(files: List[str], chunk_rows: int, markers: frozenset, fingerprint: sources.Fingerprint,
+             data_uri: str, attempt: _Attempt) -> _Attempt:
+    """Reads the data again and writes it with the final kinds; the bytes must not have changed."""
+    again = sources.Fingerprint()
+    for chunk in sources.read_chunks(files, chunk_rows, again, markers):
+        attempt.write(chunk)
+    if again.sha256 != fingerprint.sha256:
+        raise InputDataError(f"{data_uri} changed while ingest read it (its SHA-256 differs between two "
+                             "reads). Ingest a copy that nothing writes to.")
+    return attempt
+
+
+def _select_columns(names: List[str], label: str, drop_columns: Iterable[str]):
+    """(label name, dropped columns, kept columns) of the header."""
     label_name = _find_column(label, names, "label")
     dropped = [_find_column(name, names, "drop_columns entry") for name in drop_columns]
     if label_name in dropped:
         raise ConfigError(f"drop_columns {list(drop_columns)} includes the label '{label_name}'; "
                           "the label cannot be dropped.")
-    kinds = {n: columns.infer_kind(frame[n]) for n in names if n not in dropped}
-    log.info("Columns (kinds from their first values): %s",
-             ", ".join(f"{n}:{k}" for n, k in kinds.items()))
-    for name in kinds:
-        if frame[name].isna().all():
-            log.warning("Column '%s' has no value in the first %d rows; it is read as BYTES.",
-                        name, len(frame))
-    return label_name, dropped, kinds
-
-
-def _write_chunks(chunks, kinds: Dict[str, str], tracker: labels.LabelTracker,
-                  ratios: Dict[str, float], writer: splits.SplitWriter) -> Tuple[int, Set[str]]:
-    """Writes every chunk; returns the number of rows and the columns that had a value."""
-    split_names = list(ratios)
-    total, next_log, filled = 0, LOG_EVERY_ROWS, set()
-    for chunk in chunks:
-        frame = chunk.frame
-        arrays = {n: columns.to_arrow(frame[n], n, kind, chunk.where)
-                  for n, kind in kinds.items()}
-        tracker.update(frame[tracker.name], chunk.where)
-        filled.update(n for n, array in arrays.items() if array.null_count < len(array))
-        records = splits.encode(arrays)
-        split_of_row = splits.assign(frame, ratios)
-        for index, split in enumerate(split_names):
-            writer.write(split, [records[i] for i in (split_of_row == index).nonzero()[0]])
-        total += len(frame)
-        if total >= next_log:
-            log.info("%d rows read", total)
-            next_log += LOG_EVERY_ROWS
-    return total, filled
+    return label_name, dropped, [n for n in names if n not in dropped]
 
 
 def _find_column(name: str, names: List[str], what: str) -> str:

@@ -34,8 +34,8 @@ class LabelTracker:
         if missing.any():
             i = int(np.flatnonzero(missing)[0])
             raise InputDataError(
-                f"The label '{self.name}' is empty on {where(i)}. Every row needs a label: fill it in "
-                "or remove the row.")
+                f"The label '{self.name}' is empty on {where(i)} (an empty cell, or a missing-value marker "
+                "listed in na_values). Every row needs a label: fill it in or remove the row.")
         if self.kind == keys.BYTES:
             values = raw.to_numpy()
         else:

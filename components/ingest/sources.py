@@ -1,27 +1,44 @@
 """Finding the input files and reading them in chunks of raw strings.
 
-Every cell comes out as a string, or NaN when it is empty, whatever the format, so that typing,
+Every cell comes out as a string, or NaN when it is missing, whatever the format, so that typing,
 hashing and error messages work the same way for CSV and Parquet. The bytes of every file go
-through one SHA-256 as they are read, so the data is read once.
+through one SHA-256 as they are read.
+
+CSV files are read with Python's ``csv`` module (RFC 4180 quoting, strict), one physical line
+at a time, so that every row knows the line it starts on: error messages name the line an
+editor shows, whatever quoted line breaks, CRLF or CR line ends and blank lines come before it.
+The text must be UTF-8 (a byte order mark is skipped). A cell is missing when it is empty or
+one of ``na_values`` (exactly, case and spaces included); Parquet has real nulls, and a float NaN
+is missing too, but its strings are taken as they are. A row with fewer cells than the header
+gets missing values for the rest; more cells than the header is an error unless they are empty.
 """
 
+import csv
 import dataclasses
 import gzip
 import hashlib
 import io
 import os
-from typing import BinaryIO, Iterator, List, Optional
+import re
+import zlib
+from typing import BinaryIO, Iterable, Iterator, List, Optional
 
 import numpy as np
 import pandas as pd
 
-from prodml.components.common import dataio
+from prodml.components.common import dataio, defaults
 from prodml.components.common.errors import InputDataError
+from prodml.components.common.logs import get_logger
 from prodml.components.ingest import columns
+
+log = get_logger(__name__)
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _HASH_BLOCK = 1 << 20
+# Python's csv module stops at 128 KiB per cell by default; long free-text cells exist.
+FIELD_SIZE_LIMIT = 16 << 20
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
 
 
 @dataclasses.dataclass
@@ -31,15 +48,21 @@ class Chunk:
     frame: pd.DataFrame
     file: str
     first_row: int  # 1-based index of the frame's first data row in its file
-    is_csv: bool
+    lines: Optional[np.ndarray] = None  # CSV: the line each row starts on (the header is line 1 or later)
 
     def where(self, i: int) -> str:
         """Where row ``i`` of the frame is, in words a user can find in the file."""
-        row = self.first_row + i
-        if self.is_csv:
-            # The header is line 1; exact unless quoted cells span lines or blank lines exist.
-            return f"line {row + 1} of {self.file}"
-        return f"row {row} of {self.file}"
+        if self.lines is not None:
+            return f"line {int(self.lines[i])} of {self.file}"
+        return f"row {self.first_row + i} of {self.file}"
+
+
+def missing_markers(na_values: Optional[Iterable[str]] = None) -> frozenset:
+    """The cells read as missing: always the empty cell, plus ``na_values`` (default: defaults.NA_VALUES)."""
+    markers = defaults.NA_VALUES if na_values is None else na_values
+    if isinstance(markers, str):
+        markers = [markers]
+    return frozenset([""] + [str(m) for m in markers])
 
 
 class Fingerprint:
@@ -137,12 +160,20 @@ def resolve(data_uri: str) -> List[str]:
     return files
 
 
-def read_chunks(files: List[str], chunk_rows: int, fingerprint: Fingerprint) -> Iterator[Chunk]:
-    """Yields non-empty chunks of every file in order; all files must have the first file's columns."""
+def read_chunks(files: List[str], chunk_rows: int, fingerprint: Fingerprint,
+                na_values: Optional[Iterable[str]] = None) -> Iterator[Chunk]:
+    """Yields non-empty chunks of every file in order; all files must have the first file's columns.
+
+    CSV cells in :func:`missing_markers` of ``na_values`` are missing (NaN).
+    """
     names: Optional[List[str]] = None
+    markers = missing_markers(na_values)
     for uri in files:
-        reader = _read_parquet if _format(uri) == "parquet" else _read_csv
-        for chunk_names, chunk in reader(uri, chunk_rows, fingerprint):
+        if _format(uri) == "parquet":
+            chunks = _read_parquet(uri, chunk_rows, fingerprint)
+        else:
+            chunks = _read_csv(uri, chunk_rows, fingerprint, markers)
+        for chunk_names, chunk in chunks:
             if names is None:
                 names = chunk_names
             elif chunk_names != names:
@@ -161,41 +192,98 @@ def _reorder(frame: pd.DataFrame, names: List[str], first_file: str, uri: str) -
     return frame[names]
 
 
-def _read_csv(uri: str, chunk_rows: int, fingerprint: Fingerprint):
+def _read_csv(uri: str, chunk_rows: int, fingerprint: Fingerprint, markers: frozenset):
     with _open(uri) as f:
         raw = _HashingReader(f, fingerprint)
         binary = io.BufferedReader(raw, buffer_size=_HASH_BLOCK)
-        if uri.lower().endswith(".gz"):
-            binary = gzip.GzipFile(fileobj=binary)
-        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
-        yield from _parse_csv(uri, text, chunk_rows)
+        compressed = uri.lower().endswith(".gz")
+        if compressed:
+            binary = gzip.GzipFile(fileobj=binary, mode="rb")
+        try:
+            yield from _parse_csv(uri, binary, chunk_rows, markers)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            if not compressed:
+                raise
+            raise InputDataError(
+                f"{uri} is not a complete gzip file ({e}): it is truncated or corrupt, and no row of it "
+                "was used. Download or compress it again; 'gzip -t FILE' checks a .gz file.") from e
         raw.drain()
 
 
-def _parse_csv(uri: str, text, chunk_rows: int):
+def _decoded_lines(binary: Iterable[bytes], uri: str) -> Iterator[str]:
+    """The file's physical lines as text, line ends kept; a line that is not UTF-8 is an error."""
+    number = 0
+    for data in binary:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            context = data[max(0, e.start - 20):e.end + 20].decode("utf-8", errors="replace").strip()
+            raise InputDataError(
+                f"{uri} is not UTF-8 text: line {number + 1} has the byte 0x{data[e.start]:02x} "
+                f"(in {context!r}). Save the file as UTF-8, e.g. 'iconv -f cp1252 -t utf-8 in.csv > "
+                "out.csv' for a Windows or Latin-1 file.") from e
+        if not number and text.startswith("\ufeff"):
+            text = text[1:]
+        # Old Mac files end lines with a lone CR: each is a line, as editors show it.
+        for line in (_LONE_CR.split(text) if "\r" in text else (text,)):
+            number += 1
+            yield line
+
+
+def _parse_csv(uri: str, binary, chunk_rows: int, markers: frozenset):
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
+    reader = csv.reader(_decoded_lines(binary, uri), strict=True)
+    names: Optional[List[str]] = None
+    rows: List[List[str]] = []
+    lines: List[int] = []
+    end, padded, first_row = 0, [], 1
     try:
-        # header=None: the header row comes back as data so that we name columns ourselves
-        # (pandas would rename duplicates silently).
-        reader = pd.read_csv(text, header=None, dtype=str, keep_default_na=False,
-                             na_values=[""], chunksize=chunk_rows, skip_blank_lines=True)
-        names, row = None, 1
-        for frame in reader:
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line
             if names is None:
-                names = columns.sanitise_names(frame.iloc[0].tolist(), uri)
-                frame = frame.iloc[1:]
-            frame.columns = names
-            frame.reset_index(drop=True, inplace=True)
-            yield names, Chunk(frame, uri, row, is_csv=True)
-            row += len(frame)
-    except pd.errors.EmptyDataError as e:
-        raise InputDataError(f"{uri} is empty: it needs a header line and at least one row.") from e
-    except pd.errors.ParserError as e:
-        raise InputDataError(f"Cannot parse {uri} as CSV: {e}. Check the quoting and that every "
-                             "line has as many fields as the header.") from e
-    except UnicodeDecodeError as e:
-        raise InputDataError(f"{uri} is not UTF-8 text ({e}). Save it as UTF-8 CSV.") from e
+                names = columns.sanitise_names(row, uri)
+                continue
+            if len(row) != len(names):
+                row = _fit(row, len(names), start, uri, padded)
+            rows.append(row)
+            lines.append(start)
+            if len(rows) == chunk_rows:
+                yield names, _chunk(rows, lines, names, uri, first_row, markers)
+                first_row += len(rows)
+                rows, lines = [], []
+    except csv.Error as e:
+        raise InputDataError(
+            f"Cannot parse {uri} as CSV: {e}, in the row that starts on line {end + 1} (read up to line "
+            f"{reader.line_num}). Check the quoting there: a cell holding a comma, a quote or a line "
+            'break is enclosed in double quotes, and a quote inside it is doubled ("").') from e
     if names is None:
         raise InputDataError(f"{uri} is empty: it needs a header line and at least one row.")
+    if rows:
+        yield names, _chunk(rows, lines, names, uri, first_row, markers)
+    if padded:
+        log.warning("%d rows of %s have fewer cells than its %d columns (the first on line %d); their "
+                    "last cells are read as missing.", len(padded), uri, len(names), padded[0])
+
+
+def _fit(row: List[str], width: int, line: int, uri: str, padded: List[int]) -> List[str]:
+    """``row`` with the header's number of cells: padded with missing cells, or cut if the rest is empty."""
+    if len(row) < width:
+        padded.append(line)
+        return row + [""] * (width - len(row))
+    if any(cell.strip() for cell in row[width:]):
+        raise InputDataError(
+            f"Line {line} of {uri} has {len(row)} cells but the header has {width} columns. Quote cells "
+            "that contain the separator (a comma), or add the missing column names to the header line.")
+    return row[:width]
+
+
+def _chunk(rows: List[List[str]], lines: List[int], names: List[str], uri: str, first_row: int,
+           markers: frozenset) -> Chunk:
+    frame = pd.DataFrame(rows, columns=names, dtype=object)
+    frame = frame.mask(frame.isin(markers))
+    return Chunk(frame, uri, first_row, np.asarray(lines, dtype=np.int64))
 
 
 def _read_parquet(uri: str, chunk_rows: int, fingerprint: Fingerprint):
@@ -217,7 +305,7 @@ def _read_parquet(uri: str, chunk_rows: int, fingerprint: Fingerprint):
                 frame = pd.DataFrame({n: _as_strings(batch.column(i), n, uri)
                                       for i, n in enumerate(names)}, columns=names)
                 frame = frame.mask(frame.isna() | (frame == ""))
-                yield names, Chunk(frame, uri, row, is_csv=False)
+                yield names, Chunk(frame, uri, row)
                 row += len(frame)
         except (pa.ArrowException, OSError) as e:
             raise InputDataError(f"Cannot read {uri} as Parquet: {e}.") from e
@@ -234,6 +322,8 @@ def _as_strings(array, name: str, uri: str) -> np.ndarray:
                              "flat columns only. Flatten it or pass it in drop_columns.")
     if pa.types.is_boolean(array.type):
         array = pc.cast(array, pa.int8())
+    if pa.types.is_floating(array.type):  # NaN is how pandas writes a missing number
+        array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)
     try:
         strings = pc.cast(array, pa.string())
     except pa.ArrowException as e:

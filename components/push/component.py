@@ -19,15 +19,17 @@ def push(
     registry_uri: str,
     model_name: str,
     namespace: str = "default",
+    runtime: str = "prodml",
     parameters: Dict[str, str] = {},
     metadata_connection: str = "",
     pipeline_name: str = "prodml-training",
     run_id: str = "",
-) -> dict:
+):
     """Copies a blessed model to <registry_uri>/<model_name>/<version>/ atomically; pushes nothing otherwise.
 
     The version is the next integer (the layout TF Serving and KServe expect). Beside the
-    SavedModel it writes model_card.md, model_card.json and the KServe InferenceService manifest.
+    SavedModel it writes model_card.md, model_card.json and the KServe InferenceService manifest
+    that deploy applies.
 
     Args:
         model: The candidate model.
@@ -37,48 +39,39 @@ def push(
         registry_uri: Registry root, a local path or a tf.io.gfile URI.
         model_name: Model name (a DNS-1123 label: it names the InferenceService too).
         namespace: Kubernetes namespace written into the InferenceService manifest.
+        runtime: Serving runtime of the InferenceService manifest: prodml (our predictor) or tensorflow (KServe's TF Serving).
         parameters: Pipeline parameters to record in the model card.
         metadata_connection: ML Metadata connection; empty records nothing.
         pipeline_name: Pipeline context name in ML Metadata.
         run_id: Pipeline run context name in ML Metadata.
 
     Returns:
-        pushed_model: Points at the published version (metadata: pushed, version, pushed_destination).
-        model_card: The model card as Markdown.
-        Output: Run summary: run_id, metrics, blessed, reasons, pushed (version and uri, or null),
-            data_version.
+        pushed_model: Points at the published version (metadata: pushed, version, pushed_destination,
+            model_name, run_id).
+        model_card: The model card as Markdown (or why nothing was pushed).
     """
-    from prodml.components.common import lineage
-    from prodml.components.common.task import run_component
+    from prodml.components.common import keys, lineage
+    from prodml.components.common.wrapper import Recorded, run_and_record
     from prodml.components.push.executor import run_push
 
-    def body() -> dict:
+    def body() -> Recorded:
         result = run_push(model_dir=model.path, blessing_dir=blessing.path, evaluation_dir=evaluation.path,
                           examples_dir=examples.path, registry_uri=registry_uri, model_name=model_name,
-                          run_id=run_id, parameters=parameters, namespace=namespace or "default")
-        with open(model_card.path, "w", encoding="utf-8") as f:
-            f.write(result["model_card"])
+                          run_id=run_id, parameters=parameters, namespace=namespace or "default",
+                          runtime=runtime, card_path=model_card.path)
         pushed_model.metadata.update({"pushed": result["pushed"], "version": result["version"] or 0,
-                                      "pushed_destination": result["uri"] or "", "model_name": model_name})
-        data_version = result["data_version"]
-        outputs = {"model_card": lineage.ArtifactRecord(model_card.uri, lineage.MARKDOWN)}
+                                      "pushed_destination": result["uri"] or "", "model_name": model_name,
+                                      "run_id": run_id})
+        outputs = {keys.MODEL_CARD_KEY: model_card}
         if result["pushed"]:
-            outputs["pushed_model"] = lineage.ArtifactRecord(
+            outputs[keys.PUSHED_MODEL_KEY] = lineage.ArtifactRecord(
                 result["uri"], lineage.MODEL,
                 {"model_name": model_name, "version": result["version"], "registry_uri": registry_uri,
-                 "data_sha256": data_version["sha256"], "run_id": run_id})
-        lineage.record_execution(
-            metadata_connection, "push", pipeline_name, run_id,
-            inputs={"model": lineage.ArtifactRecord(model.uri, lineage.MODEL),
-                    "blessing": lineage.ArtifactRecord(blessing.uri, lineage.BLESSING),
-                    "evaluation": lineage.ArtifactRecord(evaluation.uri, lineage.EVALUATION),
-                    "examples": lineage.ArtifactRecord(examples.uri, lineage.DATASET)},
+                 "data_sha256": result["data_sha256"], "run_id": run_id})
+        return Recorded(
+            inputs={keys.MODEL_KEY: model, keys.BLESSING_KEY: blessing, keys.EVALUATION_KEY: evaluation,
+                    keys.EXAMPLES_KEY: examples},
             outputs=outputs,
             parameters={"registry_uri": registry_uri, "model_name": model_name, "pushed": result["pushed"]})
-        return {"run_id": run_id, "metrics": result["metrics"], "blessed": result["blessed"],
-                "reasons": result["reasons"],
-                "pushed": {"version": result["version"], "uri": result["uri"]} if result["pushed"] else None,
-                "data_version": {"sha256": data_version["sha256"], "source_uri": data_version["source_uri"],
-                                 "row_counts": data_version["row_counts"]}}
 
-    return run_component("push", body)
+    run_and_record("push", metadata_connection, pipeline_name, run_id, body)

@@ -12,13 +12,16 @@ Three ways to serve the registry layout ``<registry>/<model_name>/<version>/``:
   folder. TF Serving serves the highest version present, so the pin is the annotation only.
 
 The version is also recorded in the ``prodml.io/model-version`` annotation, which the deploy
-step compares to decide whether anything changed.
+step compares to decide whether anything changed, and to refuse moving a service to an older
+version. Push writes the manifest beside each version (``inferenceservice.yaml``); deploy
+applies that file, so this is the only place that renders one.
 """
 
 from typing import Optional
 
 import yaml
 
+from prodml.components.common import keys
 from prodml.components.common.errors import ConfigError
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -29,8 +32,8 @@ MODEL_FORMAT = "prodml-tf"
 MOUNT_PATH = "/mnt/models"               # where KServe's storage initializer puts storageUri
 HTTP_PORT = 8080
 GRPC_PORT = 8081
-VERSION_ANNOTATION = "prodml.io/model-version"
-MODEL_LABEL = "prodml.io/model-name"
+VERSION_ANNOTATION = keys.ISVC_VERSION_ANNOTATION
+MODEL_LABEL = keys.ISVC_MODEL_LABEL
 MANAGED_BY = {"app.kubernetes.io/managed-by": "prodml"}
 
 
@@ -58,12 +61,7 @@ def render_inferenceservice(model_name: str, storage_uri: str, version: int, nam
         canary_traffic_percent: Percent of traffic for this version while the previous one keeps
             the rest; ``None`` or 100 sends it all traffic.
     """
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}: use prodml for the "
-                          "prodml predictor or tensorflow for KServe's TF Serving runtime.")
-    if image and runtime != "prodml":
-        raise ConfigError(f"image '{image}' is only used with runtime 'prodml' (the prodml predictor), "
-                          f"not '{runtime}': drop the image or use runtime 'prodml'.")
+    check_runtime(runtime, image)
     if not isinstance(version, int) or version < 1:
         raise ConfigError(f"version {version!r} is not a pushed version number (an integer >= 1).")
     if canary_traffic_percent is not None and not 0 <= canary_traffic_percent <= 100:
@@ -88,6 +86,16 @@ def render_inferenceservice(model_name: str, storage_uri: str, version: int, nam
     if not namespace:
         del metadata["namespace"]
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": {"predictor": predictor}}
+
+
+def check_runtime(runtime: str, image: str = "") -> None:
+    """Raises ConfigError unless ``runtime`` (and ``image``) can be rendered."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}: use prodml for the "
+                          "prodml predictor or tensorflow for KServe's TF Serving runtime.")
+    if image and runtime != "prodml":
+        raise ConfigError(f"image '{image}' is only used with runtime 'prodml' (the prodml predictor), "
+                          f"not '{runtime}': drop the image or use runtime 'prodml'.")
 
 
 def _predictor_container(model_name: str, version: int, root: str, image: str) -> dict:

@@ -84,6 +84,12 @@ def render_markdown(card: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_not_pushed(model_name: str, reasons: List[str]) -> str:
+    """What push shows instead of a model card when the candidate is not blessed."""
+    lines = [f"# Not pushed: {model_name}", "", "The candidate is not blessed, so the registry is unchanged:", ""]
+    return "\n".join(lines + [f"- {reason}" for reason in reasons]) + "\n"
+
+
 def _task(label: Dict[str, Any]) -> str:
     name, problem, classes = label.get("name"), label.get("problem_type"), label.get("classes")
     if problem == "binary" and classes:

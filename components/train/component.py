@@ -42,23 +42,21 @@ def train(
     Returns:
         model: The exported SavedModel plus prodml_model.json.
     """
-    from prodml.components.common import lineage
-    from prodml.components.common.task import run_component
+    from prodml.components.common import keys
+    from prodml.components.common.wrapper import Recorded, run_and_record
     from prodml.components.train.executor import run_train
 
-    def body():
+    def body() -> Recorded:
         result = run_train(transform_graph_dir=transform_graph.path,
                            transformed_examples_dir=transformed_examples.path, model_dir=model.path,
                            trainer_module=trainer_module, epochs=epochs, batch_size=batch_size,
                            seed=seed, hyperparameters=hyperparameters)
-        model.metadata.update({k: v for k, v in result.get("metrics", {}).items()})
+        model.metadata.update(result.get("metrics", {}))
         model.metadata["framework"] = "tensorflow"
-        lineage.record_execution(
-            metadata_connection, "train", pipeline_name, run_id,
-            inputs={"transform_graph": lineage.ArtifactRecord(transform_graph.uri, lineage.TRANSFORM_GRAPH),
-                    "transformed_examples": lineage.ArtifactRecord(transformed_examples.uri, lineage.DATASET)},
-            outputs={"model": lineage.ArtifactRecord(model.uri, lineage.MODEL, dict(model.metadata))},
+        return Recorded(
+            inputs={keys.TRANSFORM_GRAPH_KEY: transform_graph, keys.TRANSFORMED_EXAMPLES_KEY: transformed_examples},
+            outputs={keys.MODEL_KEY: model},
             parameters={"trainer_module": trainer_module, "epochs": epochs, "batch_size": batch_size,
                         "seed": seed, "hyperparameters": hyperparameters})
 
-    run_component("train", body)
+    run_and_record("train", metadata_connection, pipeline_name, run_id, body)

@@ -9,24 +9,24 @@ import contextlib
 import time
 from typing import Any, Dict, Optional
 
-from prodml.components.common import dataio, keys, schemas
+from prodml.components.common import artifacts, dataio, defaults, keys, schemas
 from prodml.components.common.errors import ConfigError, InputDataError
-from prodml.components.common.logs import get_logger, silence_tensorflow, step
+from prodml.components.common.logs import get_logger, step
 from prodml.components.common.user_modules import load_function
 
 log = get_logger(__name__)
 
 
 def run_train(transform_graph_dir: str, transformed_examples_dir: str, model_dir: str,
-              trainer_module: str = "", epochs: int = 10, batch_size: int = 256, seed: int = 42,
-              hyperparameters: Optional[Dict[str, Any]] = None) -> dict:
+              trainer_module: str = "", epochs: int = defaults.EPOCHS, batch_size: int = defaults.BATCH_SIZE,
+              seed: int = defaults.SEED, hyperparameters: Optional[Dict[str, Any]] = None) -> dict:
     """Trains, exports the SavedModel to ``model_dir`` and writes ``prodml_model.json``.
 
     Args:
         transform_graph_dir: transform graph artifact (``tft.TFTransformOutput`` folder with
             ``label_info.json``).
         transformed_examples_dir: ``Split-train/`` and ``Split-eval/`` transformed examples.
-        model_dir: output folder: SavedModel, ``prodml_model.json`` and ``label_info.json``.
+        model_dir: output folder: SavedModel and ``prodml_model.json``.
         trainer_module: path or URI of a Python file defining ``run_fn(fn_args)`` (see
             ``fn_args.FnArgs``); empty for ``default_model``.
         epochs: maximal number of epochs.
@@ -39,7 +39,6 @@ def run_train(transform_graph_dir: str, transformed_examples_dir: str, model_dir
         ``{"metrics": {"train_loss", "eval_loss", ...}, "epochs_run": n, "train_seconds": s,
         "trainer": "default" or the module path}``.
     """
-    silence_tensorflow()
     import tensorflow as tf
     import tensorflow_transform as tft
     import tf_keras
@@ -49,15 +48,15 @@ def run_train(transform_graph_dir: str, transformed_examples_dir: str, model_dir
 
     if epochs < 1 or batch_size < 1:
         raise ConfigError(f"epochs ({epochs}) and batch_size ({batch_size}) must be at least 1.")
-    label_info = dataio.read_json(dataio.join(transform_graph_dir, keys.LABEL_INFO_FILE))
+    label = artifacts.Label.read(transform_graph_dir)
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     fn_args = FnArgs(
         train_files=dataio.split_files(transformed_examples_dir, keys.TRAIN),
         eval_files=dataio.split_files(transformed_examples_dir, keys.EVAL),
         transform_output=transform_graph_dir,
         transformed_feature_spec=tft_output.transformed_feature_spec(),
-        label=label_info["name"], problem_type=label_info["problem_type"],
-        classes=label_info.get("classes"), epochs=epochs, batch_size=batch_size, seed=seed,
+        label=label.name, problem_type=label.problem_type,
+        classes=label.classes, epochs=epochs, batch_size=batch_size, seed=seed,
         hyperparameters=dict(hyperparameters or {}))
     run_fn = load_function(trainer_module, "run_fn") if trainer_module else default_model.run_fn
 
@@ -77,13 +76,11 @@ def run_train(transform_graph_dir: str, transformed_examples_dir: str, model_dir
     raw_kinds = {name: kind for name, kind in schemas.feature_kinds(tft_output.raw_metadata.schema).items()
                  if name != fn_args.label}
     with step(log, f"export to {model_dir}"):
-        signatures = export.export_model(model, tft_output, raw_kinds, label_info, model_dir)
+        signatures = export.export_model(model, tft_output, raw_kinds, label.to_dict(), model_dir)
     params = {"trainer_module": trainer_module or "default", "epochs": epochs,
               "batch_size": batch_size, "seed": seed, "hyperparameters": fn_args.hyperparameters}
-    dataio.write_json(dataio.join(model_dir, keys.MODEL_INFO_FILE), {
-        "label": label_info, "raw_features": raw_kinds, "signatures": signatures,
-        "params": params, "history": history, "metrics": metrics})
-    dataio.write_json(dataio.join(model_dir, keys.LABEL_INFO_FILE), label_info)
+    artifacts.ModelInfo(label=label, raw_features=raw_kinds, signatures=signatures, params=params,
+                        history=history, metrics=metrics).write(model_dir)
     log.info("trained in %.1fs: %s", train_seconds,
              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return {"metrics": metrics, "epochs_run": len(history.get("loss", [])) or None,

@@ -39,25 +39,20 @@ def transform(
         transform_graph: The TFT transform graph (transform_fn/, transformed_metadata/) and label_info.json.
         transformed_examples: Transformed tf.Example records per split.
     """
-    from prodml.components.common import lineage
-    from prodml.components.common.task import run_component
+    from prodml.components.common import keys
+    from prodml.components.common.wrapper import Recorded, run_and_record
     from prodml.components.transform.executor import run_transform
 
-    def body():
+    def body() -> Recorded:
         result = run_transform(examples_dir=examples.path, schema_dir=schema.path,
                                transform_graph_dir=transform_graph.path,
                                transformed_examples_dir=transformed_examples.path,
                                preprocessing_module=preprocessing_module, beam_args=beam_args)
         transform_graph.metadata["preprocessing"] = result.get("preprocessing", "")
         transformed_examples.metadata["row_counts"] = result.get("rows", {})
-        lineage.record_execution(
-            metadata_connection, "transform", pipeline_name, run_id,
-            inputs={"examples": lineage.ArtifactRecord(examples.uri, lineage.DATASET),
-                    "schema": lineage.ArtifactRecord(schema.uri, lineage.SCHEMA)},
-            outputs={"transform_graph": lineage.ArtifactRecord(transform_graph.uri, lineage.TRANSFORM_GRAPH,
-                                                               dict(transform_graph.metadata)),
-                     "transformed_examples": lineage.ArtifactRecord(transformed_examples.uri, lineage.DATASET,
-                                                                    dict(transformed_examples.metadata))},
+        return Recorded(
+            inputs={keys.EXAMPLES_KEY: examples, keys.SCHEMA_KEY: schema},
+            outputs={keys.TRANSFORM_GRAPH_KEY: transform_graph, keys.TRANSFORMED_EXAMPLES_KEY: transformed_examples},
             parameters={"preprocessing_module": preprocessing_module, "beam_args": beam_args})
 
-    run_component("transform", body)
+    run_and_record("transform", metadata_connection, pipeline_name, run_id, body)

@@ -8,9 +8,9 @@ on train and ``tft_beam.TransformDataset`` on the other splits, and writes the t
 import shlex
 from typing import Callable, Mapping, Sequence, Union
 
-from prodml.components.common import dataio, keys, schemas
+from prodml.components.common import artifacts, dataio, keys, schemas
 from prodml.components.common.errors import ConfigError, InputDataError
-from prodml.components.common.logs import get_logger, silence_tensorflow, step
+from prodml.components.common.logs import get_logger, step
 from prodml.components.common.user_modules import load_function
 
 log = get_logger(__name__)
@@ -44,8 +44,8 @@ def run_transform(examples_dir: str, schema_dir: str, transform_graph_dir: str,
         ``{"features": [transformed feature names], "rows": {split: n}, "preprocessing":
         "default" or the module path}``.
     """
-    silence_tensorflow()
-    label_info = dataio.read_json(dataio.join(examples_dir, keys.DATA_VERSION_FILE))["label"]
+    label = artifacts.DataVersion.read(examples_dir).label
+    label_info = label.to_dict()  # the label block, as preprocessing functions take it
     schema = schemas.load_schema(schema_dir)
     kinds = schemas.feature_kinds(schema)
     if label_info["name"] not in kinds:
@@ -66,7 +66,7 @@ def run_transform(examples_dir: str, schema_dir: str, transform_graph_dir: str,
         features, rows = _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info,
                                        transform_graph_dir, transformed_examples_dir,
                                        preprocessing_module, beam_args)
-    _write_side_files(schema, label_info, transform_graph_dir)
+    _write_side_files(schema, label, transform_graph_dir)
     log.info("transformed %s rows into %d features", rows, len(features))
     return {"features": features, "rows": rows,
             "preprocessing": preprocessing_module or "default"}
@@ -178,10 +178,10 @@ def _check_label(transformed_schema, label_info: Mapping, module_file: str) -> N
             "Return it encoded that way, or leave it out and prodml encodes it.")
 
 
-def _write_side_files(schema, label_info: Mapping, graph_dir: str) -> None:
+def _write_side_files(schema, label: artifacts.Label, graph_dir: str) -> None:
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
                                dataio.join(graph_dir, RAW_METADATA_DIR))
-    dataio.write_json(dataio.join(graph_dir, keys.LABEL_INFO_FILE), dict(label_info))
+    label.write(graph_dir)
 

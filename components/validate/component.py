@@ -39,11 +39,11 @@ def validate(
         anomalies: Anomalies and drift per split and feature, as Markdown.
         statistics_view: The TFDV statistics view (train vs eval) as HTML.
     """
-    from prodml.components.common import lineage
-    from prodml.components.common.task import run_component
+    from prodml.components.common import keys
+    from prodml.components.common.wrapper import Recorded, run_and_record
     from prodml.components.validate.executor import run_validate
 
-    def body():
+    def body() -> Recorded:
         result = run_validate(examples_dir=examples.path, statistics_dir=statistics.path,
                               schema_dir=schema.path, anomalies_md_path=anomalies.path,
                               statistics_html_path=statistics_view.path,
@@ -52,17 +52,15 @@ def validate(
                               fail_on_drift=fail_on_drift, drift_threshold=drift_threshold)
         schema.metadata["inferred"] = result["schema_inferred"]
         statistics.metadata["anomaly_count"] = sum(len(v) for v in result["anomalies"].values())
-        inputs = {"examples": lineage.ArtifactRecord(examples.uri, lineage.DATASET)}
+        inputs = {keys.EXAMPLES_KEY: examples}
         if baseline_statistics_uri:
-            inputs["baseline_statistics"] = lineage.ArtifactRecord(baseline_statistics_uri, lineage.STATISTICS)
+            inputs["baseline_statistics"] = baseline_statistics_uri
         if user_schema_uri:
-            inputs["user_schema"] = lineage.ArtifactRecord(user_schema_uri, lineage.SCHEMA)
-        lineage.record_execution(
-            metadata_connection, "validate", pipeline_name, run_id, inputs=inputs,
-            outputs={"statistics": lineage.ArtifactRecord(statistics.uri, lineage.STATISTICS),
-                     "schema": lineage.ArtifactRecord(schema.uri, lineage.SCHEMA),
-                     "anomalies": lineage.ArtifactRecord(anomalies.uri, lineage.MARKDOWN),
-                     "statistics_view": lineage.ArtifactRecord(statistics_view.uri, lineage.HTML)},
+            inputs["user_schema"] = user_schema_uri
+        return Recorded(
+            inputs=inputs,
+            outputs={keys.STATISTICS_KEY: statistics, keys.SCHEMA_KEY: schema, keys.ANOMALIES_KEY: anomalies,
+                     keys.STATISTICS_VIEW_KEY: statistics_view},
             parameters={"fail_on_drift": fail_on_drift, "drift_threshold": drift_threshold})
 
-    run_component("validate", body)
+    run_and_record("validate", metadata_connection, pipeline_name, run_id, body)

@@ -6,9 +6,9 @@ the statistics, the anomalies and the HTML report to see what is wrong.
 
 from typing import Dict, List
 
-from prodml.components.common import dataio, keys, schemas
+from prodml.components.common import artifacts, dataio, keys, schemas
 from prodml.components.common.errors import ConfigError, SchemaError
-from prodml.components.common.logs import get_logger, silence_tensorflow, step
+from prodml.components.common.logs import get_logger, step
 from prodml.components.validate import report, schema_rules, statistics
 
 log = get_logger(__name__)
@@ -38,7 +38,6 @@ def run_validate(examples_dir: str, statistics_dir: str, schema_dir: str, anomal
     Raises:
         SchemaError: after writing every output, if an anomaly (or drift with fail_on_drift) blocks.
     """
-    silence_tensorflow()
     import tensorflow_data_validation as tfdv
     from google.protobuf import text_format
 
@@ -54,7 +53,7 @@ def run_validate(examples_dir: str, statistics_dir: str, schema_dir: str, anomal
     with step(log, f"Statistics of {', '.join(splits)}"):
         stats = statistics.generate(examples_dir, splits, statistics_dir)
 
-    schema = user_schema or schema_rules.infer(stats[keys.TRAIN], _label_name(examples_dir))
+    schema = user_schema or schema_rules.infer(stats, _label_name(examples_dir))
     schema_path = schemas.write_schema(schema, schema_dir)
 
     per_split = {split: tfdv.validate_statistics(stats[split], schema) for split in splits}
@@ -73,7 +72,7 @@ def run_validate(examples_dir: str, statistics_dir: str, schema_dir: str, anomal
     dataio.write_text_atomic(dataio.join(statistics_dir, keys.ANOMALIES_FILE),
                              text_format.MessageToString(merged))
     dataio.write_text_atomic(anomalies_md_path, report.markdown(
-        found, splits, user_schema_uri or "inferred from train", baseline_statistics_dir or None,
+        found, splits, user_schema_uri or schema_rules.INFERRED, baseline_statistics_dir or None,
         drift_threshold, uncompared))
     dataio.write_text_atomic(statistics_html_path, _html(stats))
 
@@ -98,8 +97,9 @@ def _by_feature(found) -> Dict[str, str]:
 
 
 def _label_name(examples_dir: str):
-    version_file = dataio.join(examples_dir, keys.DATA_VERSION_FILE)
-    return dataio.read_json(version_file)["label"]["name"] if dataio.exists(version_file) else None
+    if not artifacts.DataVersion.exists(examples_dir):
+        return None
+    return artifacts.DataVersion.read(examples_dir).label.name
 
 
 def _load_user_schema(uri: str):

@@ -122,8 +122,13 @@ def api(server):
     return api_client
 
 
-def deploy(api, version=1, **kwargs):
-    return executor.run_deploy("chicago-taxi", ROOT, version, NS, api_client=api, **kwargs)
+def manifest(version=1, runtime="prodml", image=""):
+    """The InferenceService push writes beside a version (for another namespace: deploy sets its own)."""
+    return render_inferenceservice("chicago-taxi", ROOT, version, namespace="default", runtime=runtime, image=image)
+
+
+def deploy(api, version=1, runtime="prodml", image="", **kwargs):
+    return executor.run_deploy(manifest(version, runtime, image), NS, api_client=api, **kwargs)
 
 
 def test_creates_the_inferenceservice_when_absent(server, api):
@@ -178,6 +183,42 @@ def test_full_rollout_removes_the_canary_field(server, api):
     assert "canaryTrafficPercent" not in server.objects["chicago-taxi"]["spec"]["predictor"]
 
 
+def test_never_moves_the_service_to_an_older_version(server, api):
+    deploy(api, version=3)
+    writes = len(server.writes())
+    result = deploy(api, version=2)
+    assert result["action"] == "skipped" and (result["version"], result["served_version"]) == (2, 3)
+    assert result["reason"].startswith(f"InferenceService {NS}/chicago-taxi serves v3 of chicago-taxi, newer "
+                                       "than v2: deploy never moves a service to an older version.")
+    assert len(server.writes()) == writes
+    assert server.objects["chicago-taxi"]["metadata"]["annotations"]["prodml.io/model-version"] == "3"
+    # During a canary of v4, v3 is still older than what the service rolls out.
+    deploy(api, version=4, canary_traffic_percent=10)
+    assert deploy(api, version=3)["action"] == "skipped"
+    assert deploy(api, version=4)["action"] == "patched"   # the same version: promote to 100%
+
+
+def test_served_version_falls_back_to_the_predictor_spec():
+    plain = manifest(7)
+    del plain["metadata"]["annotations"]
+    assert executor.served_version(plain) == 7                        # --version argument
+    tensorflow = manifest(7, runtime="tensorflow")
+    del tensorflow["metadata"]["annotations"]
+    assert executor.served_version(tensorflow) is None                # TF Serving: the root, no pin
+    tensorflow["spec"]["predictor"]["model"]["storageUri"] = ROOT + "/5"
+    assert executor.served_version(tensorflow) == 5                   # a version folder
+    assert executor.served_version({"metadata": {}, "spec": {}}) is None
+
+
+def test_a_service_that_does_not_say_its_version_is_updated(server, api):
+    foreign = manifest(9, runtime="tensorflow")
+    del foreign["metadata"]["annotations"]
+    server.objects["chicago-taxi"] = {**foreign, "metadata": {**foreign["metadata"], "namespace": NS,
+                                                              "generation": 1}}
+    assert deploy(api, version=2)["action"] == "patched"
+    assert executor.served_version(server.objects["chicago-taxi"]) == 2
+
+
 def test_promote_gives_the_latest_revision_all_traffic(server, api):
     deploy(api, version=1)
     deploy(api, version=2, canary_traffic_percent=20)
@@ -214,7 +255,7 @@ def test_switching_runtime_leaves_no_stale_model_fields(server, api):
 
 
 def test_isvc_name_differs_from_model_name(server, api):
-    result = executor.run_deploy("chicago-taxi", ROOT, 1, NS, isvc_name="taxi-prod", api_client=api)
+    result = deploy(api, isvc_name="taxi-prod")
     body = server.writes()[0]["body"]
     assert body["metadata"]["name"] == "taxi-prod"
     assert body["metadata"]["labels"]["prodml.io/model-name"] == "chicago-taxi"
@@ -248,7 +289,7 @@ def test_api_errors_name_the_service_and_the_cause(server, api):
 @pytest.mark.parametrize("kwargs, words", [({"namespace": ""}, ["namespace"]),
                                            ({"canary_traffic_percent": 0}, ["canary_traffic_percent", "0"])])
 def test_bad_arguments_fail_before_any_request(server, api, kwargs, words):
-    args = {"model_name": "chicago-taxi", "storage_uri": ROOT, "version": 1, "namespace": NS, **kwargs}
+    args = {"manifest": manifest(), "namespace": NS, **kwargs}
     with pytest.raises(ConfigError) as e:
         executor.run_deploy(api_client=api, **args)
     assert all(w in str(e.value) for w in words)

@@ -6,6 +6,8 @@ token), so credentials loading, the official client's requests and the JSON bodi
 The stub answers like KServe for one InferenceService: GET is 404 until a POST creates it, then
 GET reports it Ready with a URL. Lineage goes to a real SQLite ML Metadata store. Not exercised:
 PATCH rollouts (tests/components/test_deploy.py), TLS, KServe's controller.
+
+The registry version holds the ``inferenceservice.yaml`` that push renders; deploy applies it.
 """
 
 import http.server
@@ -16,9 +18,9 @@ import pytest
 from kfp.dsl import Artifact, Markdown, Model
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
-from prodml.components.common import lineage
+from prodml.components.common import artifacts, lineage
 from prodml.components.deploy.component import deploy
-from prodml.components.push.inferenceservice import render_inferenceservice
+from prodml.components.push.inferenceservice import render_inferenceservice, to_yaml
 
 NS = "models"
 MODEL_NAME = "chicago-taxi"
@@ -54,6 +56,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         status = {"observedGeneration": obj["metadata"]["generation"], "url": URL,
                   "conditions": [{"type": "Ready", "status": "True"}]}
         self._answer(200, {**obj, "status": status})
+
+    def do_PATCH(self):
+        self._record()
+        self._answer(405, {"kind": "Status", "message": "PATCH not handled by the stub"})
 
     def do_POST(self):
         body = self._record()
@@ -116,6 +122,8 @@ def pushed(tmp_path):
     """The push step's output as deploy receives it, and the registry version folder it names."""
     version_dir = tmp_path / "registry" / MODEL_NAME / str(VERSION)
     version_dir.mkdir(parents=True)
+    artifacts.write_inferenceservice(str(version_dir), to_yaml(render_inferenceservice(
+        MODEL_NAME, str(version_dir), VERSION, namespace="default")))
     model = Model(name="pushed_model", uri=str(tmp_path / "push" / "pushed_model"))
     model.metadata.update({"pushed": True, "version": VERSION, "pushed_destination": str(version_dir),
                            "model_name": MODEL_NAME})
@@ -226,3 +234,52 @@ def test_skips_and_records_nothing_without_a_cluster(tmp_path, monkeypatch, no_i
     assert "- **reason**: no Kubernetes cluster is configured\n" in card
     assert f"- **version**: {VERSION}\n" in card
     assert not db.exists()
+
+
+def _calls(api_server):
+    return [(r["method"], r["path"]) for r in api_server.requests]
+
+
+def test_applies_the_manifest_push_wrote(tmp_path, api_server, kubeconfig, pushed):
+    version_dir = pushed.metadata["pushed_destination"]
+    written = render_inferenceservice(MODEL_NAME, version_dir, VERSION, namespace="default", runtime="tensorflow")
+    artifacts.write_inferenceservice(version_dir, to_yaml(written))
+
+    deployment, _ = _run(tmp_path, pushed, "")
+
+    [post] = [r for r in api_server.requests if r["method"] == "POST"]
+    assert post["body"] == {**written, "metadata": {**written["metadata"], "namespace": NS}}
+    assert post["body"]["spec"]["predictor"]["model"]["modelFormat"] == {"name": "tensorflow"}
+    assert deployment.metadata["action"] == "created"
+
+
+def test_never_moves_the_service_to_an_older_version(tmp_path, api_server, kubeconfig, pushed):
+    newer = render_inferenceservice(MODEL_NAME, str(tmp_path / "registry" / MODEL_NAME), VERSION + 2,
+                                    namespace=NS)
+    api_server.objects[MODEL_NAME] = {**newer, "metadata": {**newer["metadata"], "generation": 1}}
+    db = tmp_path / "m.db"
+
+    deployment, card = _run(tmp_path, pushed, f"sqlite://{db}")
+
+    reason = (f"InferenceService {NS}/{MODEL_NAME} serves v{VERSION + 2} of {MODEL_NAME}, newer than v{VERSION}: "
+              "deploy never moves a service to an older version.")
+    assert deployment.metadata["action"] == "skipped" and deployment.metadata["reason"].startswith(reason)
+    assert (deployment.metadata["version"], deployment.metadata["served_version"]) == (VERSION, VERSION + 2)
+    assert _calls(api_server) == [("GET", f"{PATH}/{MODEL_NAME}")]   # looked, wrote nothing
+    assert card.startswith("# Deployment: skipped\n") and f"- **reason**: {reason}" in card
+    assert not db.exists()
+
+
+def test_a_version_without_its_manifest_is_one_clear_error(tmp_path, api_server, kubeconfig, pushed, monkeypatch):
+    version_dir = pushed.metadata["pushed_destination"]
+    (tmp_path / "registry" / MODEL_NAME / str(VERSION) / "inferenceservice.yaml").unlink()
+    error_file = tmp_path / "error.txt"
+    monkeypatch.setenv("PRODML_ERROR_FILE", str(error_file))
+    monkeypatch.delenv("PRODML_VERBOSE", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        _run(tmp_path, pushed, "")
+    assert exit_.value.code == 3   # a pipeline error, not a usage error
+    [record] = [json.loads(line) for line in error_file.read_text().splitlines()]
+    assert record["message"].startswith(f"deploy failed: {version_dir}/inferenceservice.yaml is missing: "
+                                        f"{version_dir} is not a registry version written by push")
+    assert api_server.requests == []

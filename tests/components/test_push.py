@@ -8,7 +8,7 @@ import threading
 import pytest
 import yaml
 
-from prodml.components.common import dataio, keys, registry
+from prodml.components.common import artifacts, dataio, keys, registry
 from prodml.components.common.errors import ConfigError, InputDataError
 from prodml.components.push import executor, inferenceservice
 from prodml.components.push.executor import run_push
@@ -64,6 +64,11 @@ def _push(model_dir, upstream, registry_uri, **kwargs):
                     registry_uri=str(registry_uri), model_name=kwargs.pop("model_name", NAME), **kwargs)
 
 
+def _visible(folder):
+    """The names a server listing the model folder sees (the registry keeps its bookkeeping hidden)."""
+    return sorted(n for n in os.listdir(folder) if not n.startswith("."))
+
+
 def _card(registry_uri, version):
     with open(os.path.join(registry.version_uri(str(registry_uri), NAME, version), keys.MODEL_CARD_JSON)) as f:
         return json.load(f)
@@ -72,14 +77,14 @@ def _card(registry_uri, version):
 def test_push_publishes_a_complete_version(model_dir, tmp_path):
     reg = tmp_path / "registry"
     result = _push(model_dir, _upstream(tmp_path), reg, run_id="run-7", parameters={"epochs": "3"},
-                   namespace="ml")
+                   namespace="ml", card_path=str(tmp_path / "model_card.md"))
     version_dir = reg / NAME / "1"
     assert result["pushed"] is True and result["version"] == 1 and result["uri"] == str(version_dir)
-    assert result["reasons"] == REASONS
+    assert result["reasons"] == REASONS and result["data_sha256"] == DATA_VERSION["sha256"]
     names = set(os.listdir(version_dir))
     assert {"saved_model.pb", "variables", keys.MODEL_INFO_FILE, keys.MODEL_CARD_MD, keys.MODEL_CARD_JSON,
             keys.ISVC_FILE} <= names
-    assert os.listdir(reg / NAME) == ["1"]
+    assert _visible(reg / NAME) == ["1"]
 
     card = _card(reg, 1)
     assert (card["model_name"], card["version"], card["storage_uri"]) == (NAME, 1, str(version_dir))
@@ -92,7 +97,7 @@ def test_push_publishes_a_complete_version(model_dir, tmp_path):
 
     with open(version_dir / keys.MODEL_CARD_MD, encoding="utf-8") as f:
         markdown = f.read()
-    assert result["model_card"] == markdown
+    assert result["model_card"] == markdown == (tmp_path / "model_card.md").read_text(encoding="utf-8")
     assert markdown.startswith(f"# Model card: {NAME} v1")
     for fact in ("auc 0.91 ≥ threshold 0.9", DATA_VERSION["sha256"], "| Rows (eval) | 600 |", "run-7",
                  "probability that it is `1`", "| Cash |"):
@@ -103,6 +108,19 @@ def test_push_publishes_a_complete_version(model_dir, tmp_path):
     assert isvc["metadata"]["name"] == NAME and isvc["metadata"]["namespace"] == "ml"
     assert isvc["metadata"]["annotations"][inferenceservice.VERSION_ANNOTATION] == "1"
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == str(reg / NAME)
+    assert artifacts.read_inferenceservice(str(version_dir)) == isvc   # what deploy applies
+
+
+def test_push_renders_the_inferenceservice_for_the_runtime(model_dir, tmp_path):
+    result = _push(model_dir, _upstream(tmp_path), tmp_path / "registry", runtime="tensorflow")
+    isvc = artifacts.read_inferenceservice(result["uri"])
+    assert isvc["spec"]["predictor"]["model"]["modelFormat"] == {"name": "tensorflow"}
+
+
+def test_unknown_runtime_fails_before_anything_is_written(model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="runtime 'triton' is not one of prodml, tensorflow"):
+        _push(model_dir, _upstream(tmp_path), tmp_path / "registry", runtime="triton")
+    assert not os.path.exists(tmp_path / "registry")
 
 
 def test_pushed_version_is_a_loadable_saved_model(model_dir, tmp_path):
@@ -132,12 +150,15 @@ def test_not_blessed_pushes_nothing(model_dir, tmp_path, caplog):
     logger = logging.getLogger("prodml")
     logger.addHandler(caplog.handler)  # the prodml logger does not propagate to the root
     try:
-        result = _push(model_dir, _upstream(tmp_path, blessed=False, reasons=reasons), reg)
+        result = _push(model_dir, _upstream(tmp_path, blessed=False, reasons=reasons), reg,
+                       card_path=str(tmp_path / "model_card.md"))
     finally:
         logger.removeHandler(caplog.handler)
     assert result == {"pushed": False, "version": None, "uri": None, "reasons": reasons, "model_card": "",
-                      "blessed": False, "metrics": METRICS, "data_version": DATA_VERSION}
+                      "data_sha256": DATA_VERSION["sha256"]}
     assert not os.path.exists(reg)
+    assert (tmp_path / "model_card.md").read_text(encoding="utf-8") == (
+        f"# Not pushed: {NAME}\n\nThe candidate is not blessed, so the registry is unchanged:\n\n- {reasons[0]}\n")
     assert f"not pushed: {reasons[0]}" in caplog.text
 
 
@@ -159,7 +180,7 @@ def test_crash_mid_copy_leaves_no_version(model_dir, tmp_path, monkeypatch):
         _push(model_dir, upstream, reg)
     assert len(copied) == 2 and all(registry.STAGING_PREFIX in p for p in copied)
     assert registry.list_versions(str(reg), NAME) == [1]
-    assert os.listdir(reg / NAME) == ["1"]
+    assert _visible(reg / NAME) == ["1"]
 
     monkeypatch.setattr(executor, "copy_file", real_copy)
     assert _push(model_dir, upstream, reg)["version"] == 2
@@ -184,7 +205,7 @@ def test_concurrent_pushes_get_distinct_versions(model_dir, tmp_path):
     assert errors == []
     assert sorted(r["version"] for r in results) == [1, 2, 3, 4]
     assert registry.list_versions(str(reg), NAME) == [1, 2, 3, 4]
-    assert sorted(os.listdir(reg / NAME)) == ["1", "2", "3", "4"]
+    assert sorted(_visible(reg / NAME)) == ["1", "2", "3", "4"]
     for r in results:
         assert _card(reg, r["version"])["version"] == r["version"]
         assert _card(reg, r["version"])["storage_uri"] == r["uri"]
@@ -216,6 +237,17 @@ def test_missing_blessing_is_an_input_error(model_dir, tmp_path):
     _, evaluation, examples = _upstream(tmp_path)
     with pytest.raises(InputDataError, match="blessing.json is missing"):
         _push(model_dir, (str(tmp_path / "nothing"), evaluation, examples), tmp_path / "registry")
+
+
+def test_malformed_blessing_names_the_file_and_field(model_dir, tmp_path):
+    blessing, evaluation, examples = _upstream(tmp_path)
+    dataio.write_json(os.path.join(blessing, keys.BLESSING_FILE), {"blessed": "yes", "reasons": []})
+    with pytest.raises(InputDataError) as e:
+        _push(model_dir, (blessing, evaluation, examples), tmp_path / "registry")
+    assert str(e.value) == (f"{blessing}/blessing.json is malformed: field 'blessed' is a string ('yes'), "
+                            "expected true or false. This file is written by evaluate: re-run evaluate, or give "
+                            "the artifact folder that it wrote.")
+    assert not os.path.exists(tmp_path / "registry")
 
 
 def test_evaluate_then_push_the_trained_model(trained, ingested, tmp_path):

@@ -27,6 +27,11 @@ def runtime_python() -> str:
     return os.environ.get("PRODML_RUNTIME_PYTHON", str(REPO / ".venv" / "runtime" / "bin" / "python"))
 
 
+def runtime_cli() -> str:
+    """The runtime environment's ``prodml`` command (it launches the serving environment's python)."""
+    return str(pathlib.Path(runtime_python()).parent / "prodml")
+
+
 def publish(registry: pathlib.Path, model_dir: pathlib.Path) -> int:
     """Publishes ``model_dir`` as the next version (from this, the serving environment)."""
     from prodml.components.common import registry as reg
@@ -132,7 +137,7 @@ def start_server(registry: pathlib.Path, workdir: pathlib.Path, *extra: str) -> 
     http_port, grpc_port = free_port(), free_port()
     stderr_file = workdir / f"server-{http_port}.log"
     log_file = workdir / f"requests-{http_port}.jsonl"
-    args = [sys.executable, "-m", "prodml.serving", "--model_name", MODEL_NAME, "--model_dir", str(registry),
+    args = [sys.executable, "-m", "prodml.serving", "--model_name", MODEL_NAME, "--registry", str(registry),
             "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra]
     if "--log_requests" not in extra:
         args += ["--log_requests", str(log_file)]
@@ -140,8 +145,6 @@ def start_server(registry: pathlib.Path, workdir: pathlib.Path, *extra: str) -> 
         proc = subprocess.Popen(args, stdout=err, stderr=subprocess.STDOUT, cwd=str(workdir),
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return Server(proc, http_port, grpc_port, log_file, stderr_file)
-
-
 
 
 def run(coro):

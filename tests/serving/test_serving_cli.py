@@ -2,6 +2,7 @@
 ``python -m prodml.serving.demo`` (the end of ``make demo``) predicts raw rows over V1 and V2."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -20,22 +21,35 @@ def _serve(*args, timeout=120):
 
 
 def test_empty_registry_is_a_config_error(tmp_path):
-    done = _serve("--model_name", MODEL_NAME, "--model_dir", str(tmp_path))
+    done = _serve("--model_name", MODEL_NAME, "--registry", str(tmp_path))
     assert done.returncode == 2
     assert f"No version of model '{MODEL_NAME}'" in done.stderr and "--poll" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_registry_or_model_dir_is_required_once(tmp_path):
+    done = _serve("--model_name", MODEL_NAME, "--registry", str(tmp_path), "--model_dir", str(tmp_path))
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr
+    done = _serve("--model_name", MODEL_NAME)
+    assert done.returncode == 2 and "--registry" in done.stderr and "--model_dir" in done.stderr
 
 
 def test_missing_pinned_version_names_what_exists(registry):
-    done = _serve("--model_name", MODEL_NAME, "--model_dir", str(registry), "--version", "7")
+    done = _serve("--model_name", MODEL_NAME, "--registry", str(registry), "--version", "7")
     assert done.returncode == 2
     assert "Version 7" in done.stderr and "[1]" in done.stderr
 
 
 def test_unloadable_version_stops_the_server(tmp_path):
-    version = tmp_path / MODEL_NAME / "1"
-    version.mkdir(parents=True)
-    (version / "saved_model.pb").write_bytes(b"not a SavedModel")
-    done = _serve("--model_name", MODEL_NAME, "--model_dir", str(tmp_path))
+    from prodml.components.common import registry
+
+    def fill(staging):
+        os.makedirs(staging)
+        with open(os.path.join(staging, "saved_model.pb"), "wb") as f:
+            f.write(b"not a SavedModel")
+
+    assert registry.publish(str(tmp_path), MODEL_NAME, fill) == 1
+    done = _serve("--model_name", MODEL_NAME, "--registry", str(tmp_path))
     assert done.returncode == 1
     assert "error: model chicago-taxi:" in done.stderr
 

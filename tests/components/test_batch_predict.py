@@ -1,0 +1,371 @@
+"""Batch prediction: the real model of the session fixtures, scored on Beam and in process.
+
+The Beam test runs the DirectRunner with two worker processes once (module fixture) on a copy of
+the taxi sample with bad rows put in; the other tests use the in-process engine, which runs the
+same task code (``worker.run_task``) on one core. Expected predictions come from the SavedModel's
+own ``serving_default`` signature on rows parsed here independently of the batch code.
+"""
+
+import csv
+import gzip
+import json
+import math
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from prodml.components.batch_predict import core, dead_letters, outputs, sources
+from prodml.components.batch_predict.executor import run_batch_predict
+from prodml.components.common import defaults, dataio, keys, registry
+from prodml.components.common.errors import ConfigError, InputDataError
+
+TAXI_SMALL = pathlib.Path(__file__).parent.parent / "testdata" / "taxi_small.csv"
+LABEL = "big_tipper"
+
+MODEL = "taxi"
+ROWS = 300
+# (data row, column, bad value, words of the reason)
+BAD_CELLS = [(10, "fare", "abc", "'fare' 'abc' is not a number"),
+             (20, "trip_start_hour", "3.5", "is not a whole number"),
+             (60, "fare", "1e39", "beyond float32")]
+SHORT_ROW = 30       # a row with three fields too few
+NA_ROW = 40          # fare 'NA': a missing value, as in training
+QUOTED_ROW = 50      # company with a quoted newline: one row on two lines
+
+
+def _lines():
+    with open(TAXI_SMALL, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def header():
+    return _lines()[0]
+
+
+@pytest.fixture(scope="module")
+def bad_csv(tmp_path_factory, header):
+    """The first 300 taxi rows with three bad cells, one short row, an NA marker and a quoted newline."""
+    rows = [list(r) for r in _lines()[1:ROWS + 1]]
+    for row, column, value, _ in BAD_CELLS:
+        rows[row - 1][header.index(column)] = value
+    rows[SHORT_ROW - 1] = rows[SHORT_ROW - 1][:-3]
+    rows[NA_ROW - 1][header.index("fare")] = "NA"
+    rows[QUOTED_ROW - 1][header.index("company")] = "Two\nLines Cab"
+    path = tmp_path_factory.mktemp("bad") / "trips.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_registry(trained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    assert registry.publish(str(root), MODEL, lambda staging: shutil.copytree(trained, staging)) == 1
+    return root
+
+
+@pytest.fixture(scope="module")
+def signature(trained):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(trained))
+    return loaded, loaded.signatures[keys.RAW_SIGNATURE]
+
+
+@pytest.fixture(scope="module")
+def features(trained):
+    return json.loads((trained / keys.MODEL_INFO_FILE).read_text())["raw_features"]
+
+
+def expected_predictions(signature, features, records):
+    """The signature on rows parsed here: NA markers and empty cells are NaN / ""."""
+    import tensorflow as tf
+
+    na = set(defaults.NA_VALUES)
+    columns = {}
+    for name, kind in features.items():
+        values = [r[name] for r in records]
+        if kind == keys.BYTES:
+            columns[name] = tf.constant(["" if v.strip() in na else v for v in values])
+        else:
+            dtype = np.float64 if kind == keys.INT else np.float32
+            columns[name] = tf.constant(np.array([math.nan if v.strip() in na else float(v) for v in values],
+                                                 dtype=dtype))
+    return signature[1](**columns)[keys.PREDICTIONS].numpy()
+
+
+def good_records(path, bad_rows):
+    with open(path, newline="", encoding="utf-8") as f:
+        return [r for i, r in enumerate(csv.DictReader(f), start=1) if i not in bad_rows]
+
+
+BAD_ROWS = {r for r, *_ in BAD_CELLS} | {SHORT_ROW}
+
+
+def position(row):
+    """Where data row ``row`` of the bad file lands in the output (bad rows are left out)."""
+    return row - 1 - sum(bad < row for bad in BAD_ROWS)
+
+
+@pytest.fixture(scope="module")
+def beam_run(bad_csv, model_registry, tmp_path_factory):
+    out = tmp_path_factory.mktemp("beam") / "predictions"
+    result = run_batch_predict(str(bad_csv), str(out), registry_uri=str(model_registry), model_name=MODEL,
+                               engine="beam", max_error_rate=0.05, rows_per_task=60,
+                               summary_path=str(out.parent / "summary.md"))
+    return result, out
+
+
+# ---- Beam, two worker processes ------------------------------------------------------------------
+
+def test_beam_scores_every_good_row_on_two_processes(beam_run):
+    result, out = beam_run
+    assert (result["rows"], result["scored"], result["errors"]) == (ROWS, ROWS - len(BAD_ROWS), len(BAD_ROWS))
+    assert result["worker_processes"] == 2, "the DirectRunner should spread the tasks over both processes"
+    assert result["model_version"] == 1
+    assert json.loads((out / outputs.SUCCESS_FILE).read_text())["scored"] == ROWS - len(BAD_ROWS)
+    assert sorted(os.listdir(out)) == [outputs.SUCCESS_FILE] + [f"part-{i:05d}.parquet" for i in range(5)]
+    leftovers = [n for n in os.listdir(out.parent) if outputs.STAGING_INFIX in n]
+    assert not leftovers
+
+
+def test_beam_predictions_equal_the_signature_on_the_same_raw_rows(beam_run, bad_csv, signature, features):
+    result, out = beam_run
+    frame = outputs.read_predictions(str(out))
+    expected = expected_predictions(signature, features, good_records(bad_csv, BAD_ROWS))
+    np.testing.assert_allclose(frame["probability_1"].to_numpy(), expected, rtol=0, atol=1e-6)
+    assert list(frame["predicted_big_tipper"]) == ["1" if p >= 0.5 else "0" for p in expected]
+    assert set(frame["model_version"]) == {1}
+
+
+def test_every_input_column_is_carried_label_included(beam_run, bad_csv, header):
+    result, out = beam_run
+    frame = outputs.read_predictions(str(out))
+    assert list(frame.columns) == header + ["probability_1", "predicted_big_tipper", "model_version"]
+    records = good_records(bad_csv, BAD_ROWS)
+    assert list(frame[LABEL]) == [r[LABEL] for r in records]
+    assert frame["company"].iloc[position(QUOTED_ROW)] == "Two\nLines Cab"
+
+
+def test_na_marker_scores_like_an_empty_cell(beam_run, bad_csv, signature, features):
+    result, out = beam_run
+    frame = outputs.read_predictions(str(out))
+    record = good_records(bad_csv, BAD_ROWS)[position(NA_ROW)]
+    assert record["fare"] == "NA"
+    empty = expected_predictions(signature, features, [{**record, "fare": ""}])
+    assert abs(frame["probability_1"].iloc[position(NA_ROW)] - empty[0]) <= 1e-6
+
+
+def test_dead_letters_name_row_line_raw_text_and_reason(beam_run, bad_csv):
+    result, out = beam_run
+    letters = dead_letters.read(result["dead_letter_uri"])
+    assert result["dead_letter_uri"] == str(out) + "-dead-letters"
+    assert [d["row"] for d in letters] == sorted(BAD_ROWS)
+    raw_lines = bad_csv.read_text().split("\n")
+    by_row = {d["row"]: d for d in letters}
+    for row, column, value, words in BAD_CELLS:
+        letter = by_row[row]
+        assert words in letter["reason"]
+        # Line numbers count the header and the quoted newline of row 50.
+        assert letter["line"] == row + 1 + (row > QUOTED_ROW)
+        assert letter["raw"] == raw_lines[letter["line"] - 1]
+        assert letter["file"] == str(bad_csv)
+    assert "16 fields, the header 19" in by_row[SHORT_ROW]["reason"]
+
+
+def test_summary_card_and_progress_facts(beam_run):
+    result, out = beam_run
+    card = (out.parent / "summary.md").read_text()
+    assert f"{ROWS:,} read, {ROWS - len(BAD_ROWS):,} scored, {len(BAD_ROWS)} dead letters" in card
+    assert result["data_sha256"] in card
+    assert "'fare' 'abc' is not a number" in card
+
+
+# ---- failures and parameters (in process) --------------------------------------------------------
+
+def test_any_bad_row_fails_by_default_after_writing_dead_letters(bad_csv, model_registry, tmp_path):
+    out = tmp_path / "predictions"
+    with pytest.raises(InputDataError) as e:
+        run_batch_predict(str(bad_csv), str(out), registry_uri=str(model_registry), model_name=MODEL,
+                          engine="local")
+    message = str(e.value)
+    assert f"4 of {ROWS} rows (1.33%) could not be scored, and any bad row fails the run" in message
+    assert f"row 10 (line 11) of {bad_csv}: 'fare' 'abc' is not a number" in message
+    assert "Nothing was published" in message
+    assert not out.exists(), "a failed run publishes no prediction set"
+    assert len(dead_letters.read(str(out) + "-dead-letters")) == 4
+    assert not [n for n in os.listdir(tmp_path) if outputs.STAGING_INFIX in n]
+
+
+def test_non_empty_output_is_refused_unless_overwrite(bad_csv, model_registry, tmp_path):
+    out = tmp_path / "predictions"
+    out.mkdir()
+    (out / "old.txt").write_text("keep me")
+    args = dict(registry_uri=str(model_registry), model_name=MODEL, engine="local", max_error_rate=1)
+    with pytest.raises(ConfigError, match="exists and is not empty. Choose a new location, or pass --overwrite"):
+        run_batch_predict(str(bad_csv), str(out), **args)
+    assert (out / "old.txt").exists()
+    result = run_batch_predict(str(bad_csv), str(out), overwrite=True, id_columns=["trip_start_timestamp"],
+                               output_format="csv", **args)
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000.csv"]
+    frame = outputs.read_predictions(str(out), ["trip_start_timestamp"])
+    assert list(frame.columns) == ["trip_start_timestamp", "probability_1", "predicted_big_tipper",
+                                   "model_version"]
+    assert len(frame) == result["scored"] == ROWS - len(BAD_ROWS)
+
+
+def test_unknown_model_and_version_list_what_exists(bad_csv, model_registry, tmp_path):
+    with pytest.raises(ConfigError, match=r"Model 'nope' has no pushed version in the registry .* It holds: taxi\."):
+        run_batch_predict(str(bad_csv), str(tmp_path / "o"), registry_uri=str(model_registry), model_name="nope")
+    with pytest.raises(ConfigError, match=r"Model 'taxi' has no version 7 in .*; its versions are 1\. Give one"):
+        run_batch_predict(str(bad_csv), str(tmp_path / "o"), registry_uri=str(model_registry), model_name=MODEL,
+                          version=7)
+    with pytest.raises(ConfigError, match="--version 0 is not a model version"):
+        run_batch_predict(str(bad_csv), str(tmp_path / "o"), registry_uri=str(model_registry), model_name=MODEL,
+                          version="0")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_feature_is_named(model_registry, tmp_path, header):
+    data = tmp_path / "no_fare.csv"
+    rows = _lines()[: 5]
+    i = header.index("fare")
+    data.write_text("\n".join(",".join(r[:i] + r[i + 1:]) for r in rows) + "\n")
+    with pytest.raises(InputDataError, match=f"{data} has no column 'fare', which the model needs"):
+        run_batch_predict(str(data), str(tmp_path / "o"), registry_uri=str(model_registry), model_name=MODEL,
+                          engine="local")
+
+
+def test_unwritable_output_is_named(bad_csv, model_registry, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root): permissions are not enforced")
+        with pytest.raises(ConfigError, match=f"Cannot write beside the output location {locked}/out"):
+            run_batch_predict(str(bad_csv), str(locked / "out"), registry_uri=str(model_registry),
+                              model_name=MODEL, engine="local")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_on_a_file_path_is_named(bad_csv, model_registry, tmp_path):
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    with pytest.raises(ConfigError, match="is a file; batch prediction writes a folder"):
+        run_batch_predict(str(bad_csv), str(target), registry_uri=str(model_registry), model_name=MODEL)
+
+
+def test_bad_parameters_fail_before_any_work(bad_csv, model_registry, tmp_path):
+    args = dict(registry_uri=str(model_registry), model_name=MODEL)
+    with pytest.raises(ConfigError, match="Output format 'xlsx' is not supported: use parquet, csv, jsonl"):
+        run_batch_predict(str(bad_csv), str(tmp_path / "o"), output_format="xlsx", **args)
+    with pytest.raises(ConfigError, match="max_error_rate must be a number from 0 to 1"):
+        run_batch_predict(str(bad_csv), str(tmp_path / "o"), max_error_rate=5, **args)
+    with pytest.raises(ConfigError, match="ID column 'trip_id' is not a column of"):
+        run_batch_predict(str(bad_csv), str(tmp_path / "o"), id_columns="trip_id", **args)
+    with pytest.raises(ConfigError, match="Engine 'flink' is not known"):
+        run_batch_predict(str(bad_csv), str(tmp_path / "o"), engine="flink", **args)
+
+
+# ---- input and output formats (in process) --------------------------------------------------------
+
+def test_parquet_and_gzipped_csv_give_the_csv_predictions(bad_csv, model_registry, tmp_path, beam_run):
+    import pandas as pd
+
+    reference = outputs.read_predictions(str(beam_run[1]))
+    clean = tmp_path / "clean.csv"
+    frame = pd.read_csv(bad_csv, dtype=str, keep_default_na=False)
+    frame = frame.drop(index=[r - 1 for r in BAD_ROWS])
+    frame.to_csv(clean, index=False)
+    with open(clean, "rb") as f, gzip.open(tmp_path / "clean.csv.gz", "wb") as g:
+        g.write(f.read())
+    typed = pd.read_csv(clean)  # numbers as numbers, empty cells as nulls
+    typed.to_parquet(tmp_path / "clean.parquet", row_group_size=100)
+    for name, fmt in (("clean.csv.gz", "jsonl"), ("clean.parquet", "parquet")):
+        out = tmp_path / f"out-{name}"
+        run_batch_predict(str(tmp_path / name), str(out), registry_uri=str(model_registry), model_name=MODEL,
+                          engine="local", id_columns=[LABEL], output_format=fmt, rows_per_task=100)
+        got = outputs.read_predictions(str(out))
+        assert len(got) == len(reference)
+        np.testing.assert_allclose(got["probability_1"], reference["probability_1"], rtol=0, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_tf_examples_score_like_the_examples_signature(ingested, trained, tmp_path, signature):
+    """Ingest's gzipped tf.Example files: the raw-feature path agrees with training's parsing path."""
+    import tensorflow as tf
+
+    split = dataio.split_dir(str(ingested), keys.EVAL)
+    out = tmp_path / "from-examples"
+    result = run_batch_predict(split, str(out), model_dir=str(trained), engine="local")
+    got = outputs.read_predictions(str(out))
+    files = dataio.split_files(str(ingested), keys.EVAL)
+    records = list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+    expected = signature[0].signatures[keys.EXAMPLES_SIGNATURE](examples=tf.constant(records))
+    assert result["errors"] == 0 and len(got) == len(records)
+    np.testing.assert_allclose(got["probability_1"], expected[keys.PREDICTIONS].numpy(), rtol=0, atol=1e-6)
+    assert got["model_version"].isna().all(), "a training output folder is no registry version"
+
+
+def test_cells_to_columns_follow_the_training_rules():
+    cells = {"n": np.array(["1", " 2 ", "NA", "", None, "2.5", "x", "inf"], dtype=object),
+             "f": np.array(["1.5", "nan", "1e39", "-3", "null", "0", "1", "2"], dtype=object),
+             "s": np.array(["a", "NA", "", " b ", None, "c", "d", "e"], dtype=object)}
+    columns, problems = core.to_model_columns(cells, {"n": keys.INT, "f": keys.FLOAT, "s": keys.BYTES},
+                                              defaults.NA_VALUES)
+    assert columns["n"].dtype == np.float64 and columns["f"].dtype == np.float32
+    np.testing.assert_array_equal(columns["n"][:5], [1, 2, np.nan, np.nan, np.nan])
+    assert list(columns["s"]) == ["a", "", "", " b ", "", "c", "d", "e"]
+    assert sorted(problems) == [2, 5, 6, 7]
+    assert "'f' '1e39' is beyond float32's range" in problems[2][0]
+    assert "'n' '2.5' is not a whole number" in problems[5][0]
+    assert "'n' 'x' is not a number" in problems[6][0]
+    assert "'n' 'inf' is not a finite number" in problems[7][0]
+
+
+def test_prediction_columns_by_problem_type():
+    from prodml.components.common.artifacts import Label
+
+    multi = Label("kind", keys.MULTICLASS, ["a", "b", "c"])
+    values = core.prediction_values(np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]], np.float32), multi)
+    assert list(values) == ["probability_a", "probability_b", "probability_c", "predicted_kind"]
+    assert list(values["predicted_kind"]) == ["b", "a"]
+    assert core.prediction_columns(Label("fare", keys.REGRESSION)) == ["predicted_fare"]
+    with pytest.raises(ConfigError, match="The input column 'model_version' has the name of an output column"):
+        core.output_columns(Label("y", keys.BINARY, ["0", "1"]), ["id", "model_version"])
+
+
+def test_csv_tasks_cut_at_record_boundaries(tmp_path):
+    data = tmp_path / "q.csv"
+    data.write_bytes(b'a,b\r\n1,"x\r\ny"\r\n\r\n2,z\r\n3,"w,""v"""\r\n4,u')
+    plan = sources.plan(str(data), rows_per_task=1)
+    assert plan.rows == 4 and plan.columns == ["a", "b"]
+    chunks = [c for t in plan.tasks for c in sources.read_task(t, 10)]
+    assert [list(c.cells["b"]) for c in chunks] == [["x\r\ny"], ["z"], ['w,"v"'], ["u"]]
+    assert [int(c.rows[0]) for c in chunks] == [1, 2, 3, 4]
+    assert [int(c.lines[0]) for c in chunks] == [2, 5, 6, 7]
+
+
+def test_header_names_are_sanitised_as_ingest_does():
+    from prodml.components.ingest import columns
+
+    for name in ["fare", "trip miles", "(x)", "é", "a/b-c.d", "_x"]:
+        assert sources.sanitise(name) == columns.sanitise(name)
+
+
+def test_dead_letter_text_of_a_parquet_row_is_json(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [1, 2], "fare": ["1.5", "x"]}), tmp_path / "d.parquet")
+    plan = sources.plan(str(tmp_path / "d.parquet"), 10)
+    chunk = next(sources.read_task(plan.tasks[0], 10))
+    assert json.loads(chunk.raw[1]) == {"id": "2", "fare": "x"}
