@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     training.add_argument("--preprocessing", default="", help="Python file defining preprocessing_fn")
     training.add_argument("--trainer", default="", help="Python file defining run_fn")
     training.add_argument("--drop-columns", default="", help="comma-separated columns to leave out")
+    training.add_argument("--na-values", default=None, metavar="MARKERS",
+                          help="comma-separated CSV cells read as missing, replacing the default markers "
+                               "(pandas' set: NA, N/A, NaN, nan, null, NULL, None, #N/A, ...); an empty value "
+                               "(--na-values='') means only empty cells are missing; write --na-values=-,? "
+                               "when the list starts with a dash")
     training.add_argument("--schema", default="", help="schema.pbtxt to validate against instead of inferring")
     training.add_argument("--baseline-statistics", default="", help="a previous run's statistics, for drift")
     training.add_argument("--slice-feature", default="", help="raw feature to slice eval metrics by")
@@ -100,6 +105,30 @@ def _parser() -> argparse.ArgumentParser:
     training.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
     training.add_argument("--verbose", action="store_true", help="show every log line and tracebacks")
     training.set_defaults(handler=_run_training)
+
+    batch = run_what.add_parser("batch-predict", help="score a file with a pushed model (Beam, Spark or in process)",
+                                description="Scores every row of CSV, Parquet or gzipped tf.Example files with a "
+                                            "version from the local registry and records the run in ML Metadata.")
+    batch.add_argument("--data", required=True, help="CSV, Parquet or .tfrecord.gz file, folder or glob")
+    batch.add_argument("--model-name", required=True, type=_MODEL_NAME, help="registry model name")
+    batch.add_argument("--version", default="latest", help="a version ≥ 1, or latest (default)")
+    batch.add_argument("--output", default="", help="folder for the predictions (default: "
+                                                    "<root>/predictions/<model-name>/<UTC time>)")
+    batch.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
+    batch.add_argument("--id-columns", default="", help="comma-separated columns to carry (default: all columns)")
+    batch.add_argument("--runner", default="beam", choices=["beam", "spark", "local"],
+                       help="beam: DirectRunner on every core, or --beam-arg options; spark: --spark-master; "
+                            "local: this process")
+    batch.add_argument("--beam-arg", action="append", default=[], metavar="OPTION",
+                       help="Beam pipeline option, e.g. --beam-arg=--runner=DataflowRunner (repeatable)")
+    batch.add_argument("--spark-master", default="local[2]", help="with --runner spark")
+    batch.add_argument("--max-error-rate", type=float, default=0.0,
+                       help="share of rows allowed to fail scoring (default 0: any bad row fails the run)")
+    batch.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    batch.add_argument("--root", default=None, help="local home (default $PRODML_HOME or ~/.prodml)")
+    batch.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
+    batch.add_argument("--verbose", action="store_true", help="show every log line and tracebacks")
+    batch.set_defaults(handler=_run_batch_predict)
 
     comp = commands.add_parser("compile", help="write the pipeline and each component as KFP YAML")
     comp.add_argument("--output-dir", default=None, help="default: the repository's manifests/")
@@ -145,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="pipeline parameter (repeatable); int, float, bool, list and dict values are JSON")
     sub.add_argument("--package", default=None,
                      help="compiled pipeline YAML (default: compile the training pipeline from the code)")
+    sub.add_argument("--pipeline", default="training", choices=["training", "batch-prediction"],
+                     help="which of prodml's pipelines to compile and submit, without --package")
     sub.add_argument("--recurring", default=None, metavar="CRON",
                      help="create a recurring run on this cron schedule instead, e.g. '0 2 * * *'")
     sub.add_argument("--upload", action="store_true",
@@ -177,11 +208,35 @@ def _run_training(args) -> int:
         trainer_module=args.trainer, drop_columns=_split_list(args.drop_columns),
         user_schema_uri=args.schema, baseline_statistics_uri=args.baseline_statistics,
         slice_feature=args.slice_feature, thresholds=_parse_thresholds(args.threshold),
-        tolerance=args.tolerance, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+        tolerance=args.tolerance, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        **({} if args.na_values is None else {"na_values": _split_list(args.na_values)}))
     print(_human_summary(summary))
     if args.json:
         keys = ("run_id", "metrics", "blessed", "reasons", "pushed", "metadata_db", "data_version")
         print(json.dumps({k: summary.get(k) for k in keys}, sort_keys=True))
+    return 0
+
+
+def _run_batch_predict(args) -> int:
+    from prodml.components.common.logs import silence_tensorflow
+    from prodml.pipelines.batch_prediction import run_batch_prediction
+
+    silence_tensorflow()
+    result = run_batch_prediction(
+        data_uri=args.data, model_name=args.model_name, root=args.root, version=args.version,
+        output_uri=args.output, output_format=args.format, id_columns=_split_list(args.id_columns),
+        engine=args.runner, beam_args=args.beam_arg, spark_master=args.spark_master,
+        max_error_rate=args.max_error_rate, overwrite=args.overwrite)
+    print(f"Scored {result['scored']:,} of {result['rows']:,} rows with {args.model_name} "
+          f"v{result['model_version']} in {result['seconds']:.1f}s ({result['rows_per_second']:,.0f} rows/s)")
+    print(f"Predictions: {result['output_uri']} ({result['output_format']})")
+    if result["errors"]:
+        print(f"Dead letters: {result['errors']:,} rows in {result['dead_letter_uri']}")
+    print(f"Run {result['run_id']} recorded in {result['metadata_db']}")
+    if args.json:
+        keys = ("run_id", "output_uri", "dead_letter_uri", "rows", "scored", "errors", "model_version",
+                "data_sha256", "seconds", "rows_per_second")
+        print(json.dumps({k: result[k] for k in keys}, sort_keys=True))
     return 0
 
 
@@ -241,9 +296,9 @@ def _submit(args) -> int:
         raise ConfigError("--pipeline-name and --version-name name an upload: add --upload.")
     submit.check_service_account(args.service_account)
     with tempfile.TemporaryDirectory(prefix="prodml-submit-") as folder:
-        package = args.package or submit.default_package(folder)
+        package = args.package or submit.default_package(folder, args.pipeline)
         arguments = submit.parse_arguments(args.param, submit.pipeline_parameters(package))
-        if not args.package:  # prodml's own pipeline: its parameter values are known here
+        if not args.package and args.pipeline == "training":  # its parameter values are known here
             from prodml.pipelines import preflight
 
             preflight.check_values(arguments)

@@ -51,5 +51,26 @@ def compile_all(manifests_dir: str = REPO_MANIFESTS) -> List[str]:
     return written
 
 
+def compile_batch_prediction(manifests_dir: str = REPO_MANIFESTS) -> List[str]:
+    """Compiles the batch prediction pipeline and the batch_predict component (YAML, metadata, README).
+
+    Kept apart from ``COMPONENTS`` (the training pipeline's steps) until ``keys.COMPONENT_ARTIFACTS``
+    lists batch_predict; then it joins ``COMPONENTS`` and :func:`compile_all` calls this.
+    """
+    from kfp import compiler
+
+    from prodml.components.batch_predict.component import batch_predict
+    from prodml.pipelines.batch_prediction import batch_prediction_pipeline
+    from prodml.pipelines.component_manifests import write_manifest
+
+    pipeline_path = os.path.join(manifests_dir, "pipelines", "batch_prediction_pipeline.yaml")
+    os.makedirs(os.path.dirname(pipeline_path), exist_ok=True)
+    compiler.Compiler().compile(batch_prediction_pipeline, pipeline_path)
+    path = os.path.join(manifests_dir, "components", "batch_predict", "component.yaml")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    compiler.Compiler().compile(batch_predict, path)
+    return [pipeline_path] + write_manifest("batch_predict", batch_predict, path)
+
+
 def component_paths(manifests_dir: str = REPO_MANIFESTS) -> Dict[str, str]:
     return {name: os.path.join(manifests_dir, "components", name, "component.yaml") for name in COMPONENTS}

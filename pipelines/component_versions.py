@@ -9,16 +9,17 @@ rewrites ``manifests/components/<name>/`` (component.yaml, metadata.yaml, README
 """
 
 VERSIONS = {
-    "ingest": "1.0.1",
+    "ingest": "1.1.0",
     "validate": "1.0.1",
     "transform": "1.0.1",
     "train": "1.0.1",
     "evaluate": "1.0.1",
     "push": "2.0.0",
     "deploy": "2.0.0",
+    "batch_predict": "1.0.0",
 }
 
-STABILITY = {name: "beta" for name in VERSIONS}
+STABILITY = dict.fromkeys(VERSIONS, "beta")
 
 # Every component body records lineage (ml-metadata) and runs under kfp's executor.
 _COMMON = ("kfp", "ml-metadata", "tensorflow")
@@ -31,4 +32,5 @@ DEPENDENCIES = {
     "evaluate": _COMMON + ("tensorflow-transform", "scikit-learn"),
     "push": _COMMON,
     "deploy": _COMMON + ("kubernetes",),
+    "batch_predict": _COMMON + ("apache-beam", "pandas", "pyarrow"),
 }

@@ -27,6 +27,7 @@ import time
 from typing import Dict, List, Optional
 
 from prodml.components.common import dataio, defaults, keys, lineage, registry
+from prodml.components.common.errors import ConfigError
 
 DEFAULT_OLDER_THAN = 3600.0
 TRAINING_LAST_TASK = "push"  # a training run folder whose push is recorded ran to the end
@@ -142,7 +143,7 @@ def _model_names(registry_uri: str) -> List[str]:
     for name in sorted(os.listdir(registry_uri)):
         try:
             registry.model_root(registry_uri, name)
-        except Exception:  # not a model folder (not a DNS-1123 label)
+        except ConfigError:  # not a model folder (not a DNS-1123 label)
             continue
         if os.path.isdir(os.path.join(registry_uri, name)):
             result.append(name)

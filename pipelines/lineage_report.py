@@ -53,7 +53,32 @@ def model_lineage(connection: str, registry_uri: str, model_name: str,
                       "outputs": step["outputs"], "inputs": step["inputs"], "follows": next_input})
     source = chain[-1]["inputs"].get("data") if chain and chain[-1]["component"] == "ingest" else None
     return {"model_name": model_name, "version": version, "uri": uri, "chain": chain,
-            "source": source, "executions": len(steps)}
+            "source": source, "executions": len(steps), "batch_runs": batch_runs(connection, uri)}
+
+
+def batch_runs(connection: str, model_uri: str) -> List[Dict[str, Any]]:
+    """The batch prediction runs that read the model at ``model_uri``, newest first.
+
+    Each: run_id, the predictions' URI and their properties (rows, scored, errors, data_sha256, ...).
+    """
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    store = lineage.connect(connection)
+    model_ids = [a.id for a in store.get_artifacts_by_uri(model_uri)]
+    if not model_ids:
+        return []
+    reading = {e.execution_id for e in store.get_events_by_artifact_ids(model_ids) if e.type == mlmd.Event.INPUT}
+    runs = []
+    for execution in sorted(store.get_executions_by_id(sorted(reading)), key=lambda e: e.id, reverse=True):
+        props = lineage.properties_of(execution)
+        if props.get("component") != "batch_predict":
+            continue
+        produced = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                    if e.type == mlmd.Event.OUTPUT]
+        for artifact in store.get_artifacts_by_id(produced):
+            runs.append({"run_id": props.get("run_id", ""), "execution_id": execution.id, "uri": artifact.uri,
+                         "properties": lineage.properties_of(artifact)})
+    return runs
 
 
 def format_lineage(report: Dict[str, Any]) -> str:
@@ -72,6 +97,11 @@ def format_lineage(report: Dict[str, Any]) -> str:
                      f"{props.get('size_bytes', '?')} bytes")
     else:
         lines.append("  (the chain back to the source data is incomplete in ML Metadata)")
+    for run in report.get("batch_runs", []):
+        props = run["properties"]
+        lines.append(f"  → batch_predict run {run['run_id'][:28]}  {run['uri']}  {props.get('scored', '?')} of "
+                     f"{props.get('rows', '?')} rows scored, {props.get('errors', '?')} dead letters, data sha256 "
+                     f"{str(props.get('data_sha256', '?'))[:12]}")
     return "\n".join(lines)
 
 

@@ -241,8 +241,22 @@ def redacted(*secrets: Optional[str]) -> Iterator[Callable[[str], str]]:
         raise error from None  # the original, with the secret, is not chained
 
 
-def default_package(folder: str) -> str:
-    """Compiles prodml's training pipeline from the code into ``folder``; returns the YAML's path."""
+# prodml's own pipelines, by the name ``prodml submit --pipeline`` takes.
+PIPELINES = ("training", "batch-prediction")
+
+
+def default_package(folder: str, pipeline: str = "training") -> str:
+    """Compiles one of prodml's pipelines (``PIPELINES``) from the code into ``folder``; returns the YAML's path."""
+    if pipeline == "batch-prediction":
+        from kfp import compiler
+
+        from prodml.pipelines.batch_prediction import batch_prediction_pipeline
+
+        path = os.path.join(folder, "batch_prediction_pipeline.yaml")
+        compiler.Compiler().compile(batch_prediction_pipeline, path)
+        return path
+    if pipeline != "training":
+        raise ConfigError(f"There is no prodml pipeline '{pipeline}': use {' or '.join(PIPELINES)}.")
     from prodml.pipelines.compile import compile_pipeline
 
     return compile_pipeline(os.path.join(folder, "training_pipeline.yaml"))

@@ -6,12 +6,13 @@ A plain KFP v2 pipeline function: run it through ``kfp.local`` (``prodml run tra
 because ``kfp.local`` cannot run ``dsl.If``.
 """
 
+import os
 from typing import Dict, List
 
 from kfp import dsl
 from kfp.dsl import Model
 
-from prodml.components.common import defaults, keys
+from prodml.components.common import defaults, keys, lineage
 from prodml.components.deploy.component import deploy
 from prodml.components.evaluate.component import evaluate
 from prodml.components.ingest.component import ingest
@@ -21,8 +22,22 @@ from prodml.components.transform.component import transform
 from prodml.components.validate.component import validate
 
 PIPELINE_NAME = defaults.PIPELINE_NAME
+# A MySQL metadata password never goes into a parameter (KFP shows and records those): with
+# PRODML_METADATA_SECRET=<name> set when compiling, every task gets the Kubernetes Secret's
+# "password" key as $PRODML_METADATA_PASSWORD, which lineage uses when the URL has no password.
+METADATA_SECRET_ENV = "PRODML_METADATA_SECRET"
+METADATA_SECRET_KEY = "password"
 # In a cluster, lineage goes to the Kubeflow metadata service unless the run says otherwise.
 CLUSTER_METADATA = "grpc://metadata-grpc-service.kubeflow:8080"
+
+
+def _password_from_secret(task: dsl.PipelineTask) -> None:
+    secret = os.environ.get(METADATA_SECRET_ENV, "")
+    if secret:
+        from kfp import kubernetes
+
+        kubernetes.use_secret_as_env(task, secret_name=secret,
+                                     secret_key_to_env={METADATA_SECRET_KEY: lineage.PASSWORD_ENV})
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description=(
@@ -37,6 +52,7 @@ def training_pipeline(
     problem_type: str = keys.AUTO,
     drop_columns: List[str] = [],
     split_ratios: Dict[str, float] = defaults.SPLIT_RATIOS,
+    na_values: List[str] = defaults.NA_VALUES,
     user_schema_uri: str = "",
     baseline_statistics_uri: str = "",
     fail_on_drift: bool = False,
@@ -67,6 +83,8 @@ def training_pipeline(
         problem_type: auto, binary, multiclass or regression.
         drop_columns: Columns to leave out, e.g. the one the label is derived from.
         split_ratios: Relative train/eval split sizes.
+        na_values: CSV cells read as missing besides empty ones (default: pandas' markers); [] leaves only
+            empty cells missing.
         user_schema_uri: A schema.pbtxt to validate against; empty infers one.
         baseline_statistics_uri: A previous run's statistics artifact, for drift detection.
         fail_on_drift: Stop the run when drift exceeds the threshold.
@@ -84,11 +102,11 @@ def training_pipeline(
         canary_traffic_percent: Traffic share for a newly deployed version.
         metadata_connection: ML Metadata connection string.
     """
-    run = dict(metadata_connection=metadata_connection, pipeline_name=PIPELINE_NAME,
-               run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    run = {"metadata_connection": metadata_connection, "pipeline_name": PIPELINE_NAME,
+           "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
 
     ingest_task = ingest(data_uri=data_uri, label=label, problem_type=problem_type,
-                         drop_columns=drop_columns, split_ratios=split_ratios, **run)
+                         drop_columns=drop_columns, split_ratios=split_ratios, na_values=na_values, **run)
     ingest_task.set_display_name("Ingest data")
 
     examples = ingest_task.outputs[keys.EXAMPLES_KEY]
@@ -124,4 +142,6 @@ def training_pipeline(
                          canary_traffic_percent=canary_traffic_percent, **run)
     deploy_task.set_display_name("Deploy to KServe")
 
+    for task in (ingest_task, validate_task, transform_task, train_task, evaluate_task, push_task, deploy_task):
+        _password_from_secret(task)
     return pushed_model

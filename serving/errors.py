@@ -116,8 +116,8 @@ def message_of(error: BaseException) -> str:
 
 
 def is_client_error(status: ErrorStatus) -> bool:
-    """4xx and 503: the client's mistake or a routine state (not ready); no traceback logged."""
-    return status.http < 500 or status.http == HTTPStatus.SERVICE_UNAVAILABLE
+    """Every row but the last: the client's mistake or a routine state (not ready); no traceback logged."""
+    return status is not INTERNAL
 
 
 def rows() -> Tuple[Tuple[Type[BaseException], ErrorStatus], ...]:

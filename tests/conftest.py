@@ -87,9 +87,12 @@ SLOW_TESTS = {
     "tests/test_component_manifests.py::test_a_new_pipeline_from_the_yaml_files_alone_runs_locally",  # 16 s: kfp.local
     "tests/test_cli_errors.py::test_label_with_one_class",  # 6 s: a prodml run subprocess
     "tests/test_cli_errors.py::test_non_numeric_value_past_the_first_rows",  # 6 s: a prodml run subprocess
+    "tests/serving/test_serving_cli.py::test_unloadable_version_stops_the_server",  # 6-13 s: a server loading
 }
-# Serving tests that need a model trained by the runtime environment (about a minute, once) and a server.
-SLOW_FIXTURES = {"built_model"}
+# Fixtures that train a model (about a minute of CPU, once per session): the TFT transform and Keras
+# training chain here, and the serving tests' model built by the runtime environment. Every test that
+# uses one of them is slow, so test-unit never trains.
+SLOW_FIXTURES = {"transformed", "trained", "built_model"}
 
 
 def pytest_collection_modifyitems(config, items):

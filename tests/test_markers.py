@@ -4,7 +4,6 @@
 import pathlib
 
 import pytest
-
 from conftest import SLOW_TESTS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

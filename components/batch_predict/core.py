@@ -190,7 +190,7 @@ def score_chunk(model: Model, chunk: Chunk, carried: Sequence[str], na_values: I
     if any(name not in chunk.cells for name in (*model.features, *carried)):
         # tf.Example input: a feature absent from every row of the chunk is absent everywhere.
         absent = np.full(len(chunk), None, dtype=object)
-        chunk.cells = {**{name: absent for name in (*model.features, *carried)}, **chunk.cells}
+        chunk.cells = {**dict.fromkeys((*model.features, *carried), absent), **chunk.cells}
     columns, problems = to_model_columns(chunk.cells, model.features, na_values)
     for i, why in chunk.broken.items():
         problems[i] = [why]

@@ -31,6 +31,7 @@ CHUNK_ROWS = 10_000         # rows scored at a time within a task: bounds a work
 DEAD_LETTER_SUFFIX = "-dead-letters"
 PROGRESS_SECONDS = 10.0
 COMPONENT = "batch_predict"
+PIPELINE_NAME = "prodml-batch-prediction"   # the ML Metadata pipeline context of batch runs
 PREDICTIONS_KEY = "predictions"
 DATA_KEY = "data"
 
@@ -113,7 +114,8 @@ def run_batch_predict(data_uri: str, output_uri: str, model_dir: str = "", regis
             "rows": rows, "scored": scored, "errors": errors, "error_rate": rate, "model_uri": model_uri,
             "model_name": model_name, "model_version": model_version, "data_uri": data_uri,
             "data_sha256": plan.sha256, "data_size_bytes": plan.size_bytes, "data_files": len(plan.files),
-            "engine": engine, "worker_processes": len({s.get("pid") for s in summaries}), "output_format": fmt, "columns": columns, "first_errors": first_errors,
+            "engine": engine, "worker_processes": len({s.get("pid") for s in summaries}),
+            "output_format": fmt, "columns": columns, "first_errors": first_errors,
             "seconds": round(seconds, 3), "rows_per_second": round(rows / seconds, 1) if seconds else 0.0}
         staging.publish(result)
     except BaseException:
@@ -292,12 +294,12 @@ def _publish_dead_letters(staging: outputs.Staging, dead_letter_uri: str, errors
     """Replaces the dead-letter folder with this run's dead letters (removes it when there are none)."""
     folder = dataio.join(staging.uri, dead_letters.FOLDER)
     if dataio.exists(dead_letter_uri):
-        outputs._remove_tree(dead_letter_uri)
+        outputs.remove_tree(dead_letter_uri)
     if errors:
         for name in dataio.list_files(folder):
             if ".tmp-" not in name:
                 dataio.copy_file(dataio.join(folder, name), dataio.join(dead_letter_uri, name))
-    outputs._remove_tree(folder)
+    outputs.remove_tree(folder)
 
 
 def _too_many_errors(errors: int, rows: int, max_error_rate: float, first: List[dict], uri: str) -> str:

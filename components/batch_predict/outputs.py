@@ -120,7 +120,7 @@ class Staging:
 
     def publish(self, summary: Mapping) -> None:
         """Puts the staged parts at ``output_uri`` with ``_SUCCESS`` (summary JSON) written last."""
-        _remove_tree(dataio.join(self.uri, TASKS_DIR))
+        remove_tree(dataio.join(self.uri, TASKS_DIR))
         if dataio.is_local(self.uri):
             dataio.write_json(dataio.join(self.uri, SUCCESS_FILE), dict(summary))
             target = os.path.abspath(dataio.local_path(self.output_uri))
@@ -134,14 +134,14 @@ class Staging:
                 shutil.rmtree(old, ignore_errors=True)
             return
         if dataio.exists(self.output_uri):
-            _remove_tree(self.output_uri)
+            remove_tree(self.output_uri)
         for name in self.parts():
             dataio.copy_file(dataio.join(self.uri, name), dataio.join(self.output_uri, name))
         dataio.write_json(dataio.join(self.output_uri, SUCCESS_FILE), dict(summary))
-        _remove_tree(self.uri)
+        remove_tree(self.uri)
 
     def abort(self) -> None:
-        _remove_tree(self.uri)
+        remove_tree(self.uri)
 
 
 def _remove(uri: str) -> None:
@@ -151,7 +151,8 @@ def _remove(uri: str) -> None:
         dataio.gfile().remove(uri)
 
 
-def _remove_tree(uri: str) -> None:
+def remove_tree(uri: str) -> None:
+    """Removes a folder and everything under it (local path or gfile URI); nothing if it is absent."""
     if dataio.is_local(uri):
         shutil.rmtree(dataio.local_path(uri), ignore_errors=True)
     elif dataio.exists(uri):
@@ -242,7 +243,7 @@ def read_predictions(output_uri: str, columns: Optional[List[str]] = None):
         if name.endswith(EXTENSIONS[PARQUET]):
             frames.append(pq.read_table(dataio.local_path(uri), columns=columns).to_pandas())
         elif name.endswith(EXTENSIONS[CSV]):
-            frames.append(pd.read_csv(dataio.local_path(uri), dtype={c: str for c in columns or []}))
+            frames.append(pd.read_csv(dataio.local_path(uri), dtype=dict.fromkeys(columns or [], str)))
         else:
             frames.append(pd.read_json(dataio.local_path(uri), lines=True, dtype=False))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or [])

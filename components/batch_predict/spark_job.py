@@ -56,7 +56,7 @@ def predict_frames(model_dir: str, id_columns: Sequence[str] = (), version: Opti
 
         model = worker.load_model(model_dir, version)
         for frame in frames:
-            carried = list(id_columns) or [c for c in frame.columns]
+            carried = list(id_columns) or list(frame.columns)
             cells = {name: _text(frame[name]) for name in frame.columns}
             raw = frame.astype(str).agg(",".join, axis=1).tolist() if len(frame) else []
             chunk = core.Chunk("dataframe", cells, raw, np.arange(1, len(frame) + 1))
@@ -102,18 +102,29 @@ def _text(values):
     return np.array([cell(v) for v in values.tolist()], dtype=object)
 
 
-def run(tasks: Sequence[sources.Task], settings: worker.Settings, master: str = "local[2]") -> None:
-    """Runs every task on Spark (``master``, or the one spark-submit set) and waits for the end."""
+def session(master: str = ""):
+    """The Spark session of the job: ``master``, or spark-submit's, or local[2] outside spark-submit.
+
+    Python workers run this interpreter (``PYSPARK_PYTHON``, unless set), so they import prodml.
+    """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    if not master and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        master = "local[2]"  # not under spark-submit, which sets the gateway and its own master
     builder = SparkSession.builder.appName("prodml-batch-predict")
     if master:
         builder = builder.master(master)
     spark = (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
              .config("spark.ui.showConsoleProgress", "false").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def run(tasks: Sequence[sources.Task], settings: worker.Settings, master: str = "local[2]") -> None:
+    """Runs every task on Spark (``master``, or the one spark-submit set) and waits for the end."""
+    spark = session(master)
     payload = [(json.dumps(_task_dict(t)),) for t in tasks]
     parallelism = max(1, min(len(tasks), spark.sparkContext.defaultParallelism))
     frame = spark.createDataFrame(payload, "task string").repartition(parallelism)

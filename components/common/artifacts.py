@@ -198,7 +198,8 @@ class Label(_JsonFile):
         problem_type = fields.choice("problem_type", PROBLEM_TYPES)
         classes = fields.sequence("classes", str, optional=True)
         if problem_type != keys.REGRESSION and (classes is None or len(classes) < 2):
-            fields.fail("classes", f"is {classes!r}; a {problem_type} label needs its list of classes (at least two)")
+            found = "is missing" if classes is None else f"has {len(classes)} entries"
+            fields.fail("classes", f"{found}; a {problem_type} label needs its list of classes (at least two)")
         if problem_type == keys.BINARY and len(classes) != 2:
             fields.fail("classes", f"has {len(classes)} entries; a binary label has exactly two")
         return cls(name, problem_type, classes if problem_type != keys.REGRESSION else None)

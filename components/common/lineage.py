@@ -37,6 +37,8 @@ PASSWORD_ENV = "PRODML_METADATA_PASSWORD"
 # scheme://user:password@ -- the user part stays, the password goes (it may hold any character but '@').
 _PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s]*@")
 WRITE_ATTEMPTS = 8
+# Error texts that mean "another writer holds the store right now": worth a retry.
+_BUSY = ("database is locked", "concurrent writes", "deadlock", "lock wait timeout")
 
 EXECUTION_TYPE = "system.ContainerExecution"
 PIPELINE_CONTEXT = "system.Pipeline"
@@ -116,8 +118,20 @@ def connect(connection: str):
     from ml_metadata import metadata_store
 
     config = connection_config(connection)
-    return with_retries(f"opening ML Metadata at {redact(connection)}",
-                        lambda: metadata_store.MetadataStore(config))
+
+    def open_store():
+        try:
+            return metadata_store.MetadataStore(config)
+        except RuntimeError as e:  # MLMD reports a refused connection or login as a bare RuntimeError
+            if any(marker in str(e).lower() for marker in _BUSY):  # another writer holds the store: retry
+                from ml_metadata import errors
+
+                raise errors.AbortedError(str(e)) from e
+            hint = (f" Check the host, port, database, user and password (in the URL or ${PASSWORD_ENV})."
+                    if connection.startswith("mysql") else "")
+            raise LineageError(f"Cannot open ML Metadata at {redact(connection)}: {_first_line(e)}.{hint}") from e
+
+    return with_retries(f"opening ML Metadata at {redact(connection)}", open_store)
 
 
 def with_retries(what: str, call: Callable[[], T], attempts: int = WRITE_ATTEMPTS) -> T:
@@ -148,8 +162,7 @@ def _transient(error: Exception) -> bool:
     if isinstance(error, (errors.AbortedError, errors.UnavailableError, errors.DeadlineExceededError)):
         return True
     text = str(error).lower()
-    return isinstance(error, errors.StatusError) and any(
-        marker in text for marker in ("database is locked", "concurrent writes", "deadlock", "lock wait timeout"))
+    return isinstance(error, errors.StatusError) and any(marker in text for marker in _BUSY)
 
 
 def _first_line(error: Exception) -> str:

@@ -179,7 +179,7 @@ def _write_marker(folder: str, model_name: str, version: int, extra: Dict) -> No
     files = [f for f in dataio.list_files(folder) if f != MARKER and ".tmp-" not in f]
     dataio.write_json(dataio.join(folder, MARKER), {
         **extra, "model_name": model_name, "version": version, "files": files,
-        "completed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "completed": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(), "pid": os.getpid()})
 
 

@@ -57,7 +57,7 @@ def deploy_pushed(pushed: Mapping[str, Any], namespace: str, isvc_name: str = ""
         ``run_deploy``'s record, or ``{"action": "skipped", "reason", "model_name", "version",
         "storage_uri"}`` when nothing was pushed, no namespace is given or no cluster is configured.
     """
-    result = _skip_reason(pushed, namespace, kube_context, api_client)
+    result = _skipped(pushed, namespace, kube_context, api_client)
     if result is None:
         manifest = artifacts.read_inferenceservice(pushed["pushed_destination"])
         result = run_deploy(manifest, namespace, isvc_name=isvc_name, canary_traffic_percent=canary_traffic_percent,
@@ -68,7 +68,7 @@ def deploy_pushed(pushed: Mapping[str, Any], namespace: str, isvc_name: str = ""
     return result
 
 
-def _skip_reason(pushed: Mapping[str, Any], namespace: str, kube_context: str, api_client) -> Optional[dict]:
+def _skipped(pushed: Mapping[str, Any], namespace: str, kube_context: str, api_client) -> Optional[dict]:
     """The skipped record when there is nothing to deploy or nowhere to deploy it, else None."""
     if not pushed.get("pushed"):
         reason = "nothing was pushed"

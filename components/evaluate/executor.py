@@ -16,8 +16,7 @@ from prodml.components.common.errors import ConfigError, InputDataError, Registr
 from prodml.components.common.logs import get_logger, step
 from prodml.components.evaluate import blessing as checks
 from prodml.components.evaluate import metrics as m
-from prodml.components.evaluate import report
-from prodml.components.evaluate import slices
+from prodml.components.evaluate import report, slices
 
 log = get_logger(__name__)
 

@@ -16,6 +16,8 @@ def ingest(
     problem_type: str = "auto",
     drop_columns: List[str] = [],
     split_ratios: Dict[str, float] = {"train": 0.8, "eval": 0.2},
+    na_values: List[str] = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                            "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"],
     metadata_connection: str = "",
     pipeline_name: str = "prodml-training",
     run_id: str = "",
@@ -31,6 +33,8 @@ def ingest(
         problem_type: auto, binary, multiclass or regression; auto infers it from the label.
         drop_columns: Columns left out of the examples (for example the column the label comes from).
         split_ratios: Relative size of each split; must name train and eval.
+        na_values: CSV cells read as missing besides empty ones (default: pandas' markers); [] leaves
+            only empty cells missing.
         metadata_connection: ML Metadata connection (sqlite:///..., mysql://..., grpc://...); empty records nothing.
         pipeline_name: Pipeline context name in ML Metadata.
         run_id: Pipeline run context name in ML Metadata.
@@ -46,7 +50,7 @@ def ingest(
     def body() -> Recorded:
         version = run_ingest(data_uri=data_uri, output_dir=examples.path, label=label,
                              problem_type=problem_type, drop_columns=drop_columns,
-                             split_ratios=split_ratios)
+                             split_ratios=split_ratios, na_values=na_values)
         data_props = {"sha256": version["sha256"], "size_bytes": version["size_bytes"]}
         examples.metadata.update({**data_props, "source_uri": version["source_uri"],
                                   "row_counts": version["row_counts"],
@@ -55,7 +59,8 @@ def ingest(
             inputs={"data": lineage.ArtifactRecord(version["source_uri"], lineage.DATASET, data_props)},
             outputs={keys.EXAMPLES_KEY: examples},
             parameters={"label": label, "problem_type": version["label"]["problem_type"],
-                        "drop_columns": drop_columns, "split_ratios": split_ratios},
+                        "drop_columns": drop_columns, "split_ratios": split_ratios,
+                        "na_values": na_values},
             value=version["sha256"])
 
     return run_and_record("ingest", metadata_connection, pipeline_name, run_id, body)

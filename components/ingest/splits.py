@@ -95,8 +95,8 @@ class SplitWriter:
         self._tag = uuid.uuid4().hex[:8]
         self._shards: Dict[str, List[str]] = {s: [] for s in splits}
         self._writers: Dict[str, object] = {}
-        self.row_counts = {s: 0 for s in splits}
-        for split, folder in self._dirs.items():
+        self.row_counts = dict.fromkeys(splits, 0)
+        for folder in self._dirs.values():
             dataio.makedirs(folder)
             for stale in dataio.gfile().glob(dataio.join(folder, keys.EXAMPLES_PATTERN)):
                 log.info("Removing %s of an earlier run.", stale)

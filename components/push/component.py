@@ -39,7 +39,8 @@ def push(
         registry_uri: Registry root, a local path or a tf.io.gfile URI.
         model_name: Model name (a DNS-1123 label: it names the InferenceService too).
         namespace: Kubernetes namespace written into the InferenceService manifest.
-        runtime: Serving runtime of the InferenceService manifest: prodml (our predictor) or tensorflow (KServe's TF Serving).
+        runtime: Serving runtime of the InferenceService manifest: prodml (our predictor) or tensorflow
+            (KServe's TF Serving).
         parameters: Pipeline parameters to record in the model card.
         metadata_connection: ML Metadata connection; empty records nothing.
         pipeline_name: Pipeline context name in ML Metadata.

@@ -51,7 +51,7 @@ def run_push(model_dir: str, blessing_dir: str, evaluation_dir: str, examples_di
     check_runtime(runtime, image)  # before anything is written
     if dataio.is_local(registry_uri):
         registry_uri = os.path.abspath(dataio.local_path(registry_uri))
-    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     cards: Dict[int, str] = {}
 
     def stamp(staging: str, version: int) -> None:

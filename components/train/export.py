@@ -68,7 +68,7 @@ def predictions(model, transformed: Mapping, problem_type: str):
     """The model's output on transformed features, in the contract's shape and dtype."""
     import tensorflow as tf
 
-    names = getattr(model, "input_names", None) or [k for k in transformed]
+    names = getattr(model, "input_names", None) or list(transformed)
     output = model({name: transformed[name] for name in names if name in transformed})
     output = tf.cast(output, tf.float32)
     if problem_type != keys.MULTICLASS and output.shape.rank == 2:

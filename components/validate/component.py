@@ -35,7 +35,7 @@ def validate(
 
     Returns:
         statistics: DatasetFeatureStatisticsList per split (Split-<name>/FeatureStats.pb) and anomalies.pbtxt.
-        schema: The schema used (schema.pbtxt): the user's, or one inferred from the train split.
+        schema: The schema used (schema.pbtxt): the user's, or one inferred from every split (types from train).
         anomalies: Anomalies and drift per split and feature, as Markdown.
         statistics_view: The TFDV statistics view (train vs eval) as HTML.
     """

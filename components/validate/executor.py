@@ -25,7 +25,9 @@ def run_validate(examples_dir: str, statistics_dir: str, schema_dir: str, anomal
         schema_dir: output schema artifact (``schema.pbtxt``).
         anomalies_md_path: output Markdown report of the anomalies.
         statistics_html_path: output HTML view of the train and eval statistics (Facets).
-        user_schema_uri: a schema .pbtxt file or schema folder to use instead of inferring one.
+        user_schema_uri: a schema .pbtxt file or schema folder to use instead of inferring one
+            (``schema_rules.infer``: from every split, so that a category seen in one split only
+            does not block; types and required features from train).
         baseline_statistics_dir: an earlier run's statistics artifact; train is checked for drift
             against its train statistics.
         fail_on_drift: whether drift above ``drift_threshold`` blocks like a schema anomaly.

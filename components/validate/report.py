@@ -26,8 +26,7 @@ def _is_drift(reason) -> bool:
 
 
 def _infos(anomalies):
-    for feature, info in sorted(anomalies.anomaly_info.items()):
-        yield feature, info
+    yield from sorted(anomalies.anomaly_info.items())
     if anomalies.HasField("dataset_anomaly_info"):
         yield DATASET, anomalies.dataset_anomaly_info
 

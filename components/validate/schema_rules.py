@@ -39,7 +39,10 @@ def infer(split_stats: Mapping[str, object], label: Optional[str]):
     distinct = _distinct_shares(split_stats[keys.TRAIN])
     for feature in schema.feature:
         trained = in_train.get(feature.name)
-        if trained is not None and trained.type != feature.type:
+        # update_schema deprecates a feature whose type or presence another split breaks: keep
+        # train's, so that the split's anomaly is reported.
+        if trained is not None and (trained.type != feature.type
+                                    or trained.lifecycle_stage != feature.lifecycle_stage):
             feature.CopyFrom(trained)
         if feature.name != label:
             always_present = trained is not None and trained.presence.min_fraction == 1.0

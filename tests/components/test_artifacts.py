@@ -130,8 +130,7 @@ def _imports(path: pathlib.Path):
 
 
 def test_no_component_imports_another_component():
-    components = [name for name in keys.COMPONENT_ARTIFACTS]
-    for name in components:
+    for name in keys.COMPONENT_ARTIFACTS:
         for path in sorted((REPO / "components" / name).glob("*.py")):
             others = {m.split(".")[2] for m in _imports(path)
                       if m.startswith("prodml.components.") and len(m.split(".")) > 2}

@@ -19,7 +19,7 @@ import pytest
 
 from prodml.components.batch_predict import core, dead_letters, outputs, sources
 from prodml.components.batch_predict.executor import run_batch_predict
-from prodml.components.common import defaults, dataio, keys, registry
+from prodml.components.common import dataio, defaults, keys, registry
 from prodml.components.common.errors import ConfigError, InputDataError
 
 TAXI_SMALL = pathlib.Path(__file__).parent.parent / "testdata" / "taxi_small.csv"
@@ -124,6 +124,7 @@ def beam_run(bad_csv, model_registry, tmp_path_factory):
 
 # ---- Beam, two worker processes ------------------------------------------------------------------
 
+@pytest.mark.slow  # the Beam job: two worker processes load TensorFlow (about 30 s, once)
 def test_beam_scores_every_good_row_on_two_processes(beam_run):
     result, out = beam_run
     assert (result["rows"], result["scored"], result["errors"]) == (ROWS, ROWS - len(BAD_ROWS), len(BAD_ROWS))
@@ -135,6 +136,7 @@ def test_beam_scores_every_good_row_on_two_processes(beam_run):
     assert not leftovers
 
 
+@pytest.mark.slow  # the Beam job: two worker processes load TensorFlow (about 30 s, once)
 def test_beam_predictions_equal_the_signature_on_the_same_raw_rows(beam_run, bad_csv, signature, features):
     result, out = beam_run
     frame = outputs.read_predictions(str(out))
@@ -144,6 +146,7 @@ def test_beam_predictions_equal_the_signature_on_the_same_raw_rows(beam_run, bad
     assert set(frame["model_version"]) == {1}
 
 
+@pytest.mark.slow  # the Beam job: two worker processes load TensorFlow (about 30 s, once)
 def test_every_input_column_is_carried_label_included(beam_run, bad_csv, header):
     result, out = beam_run
     frame = outputs.read_predictions(str(out))
@@ -153,6 +156,7 @@ def test_every_input_column_is_carried_label_included(beam_run, bad_csv, header)
     assert frame["company"].iloc[position(QUOTED_ROW)] == "Two\nLines Cab"
 
 
+@pytest.mark.slow  # the Beam job: two worker processes load TensorFlow (about 30 s, once)
 def test_na_marker_scores_like_an_empty_cell(beam_run, bad_csv, signature, features):
     result, out = beam_run
     frame = outputs.read_predictions(str(out))
@@ -162,6 +166,7 @@ def test_na_marker_scores_like_an_empty_cell(beam_run, bad_csv, signature, featu
     assert abs(frame["probability_1"].iloc[position(NA_ROW)] - empty[0]) <= 1e-6
 
 
+@pytest.mark.slow  # the Beam job: two worker processes load TensorFlow (about 30 s, once)
 def test_dead_letters_name_row_line_raw_text_and_reason(beam_run, bad_csv):
     result, out = beam_run
     letters = dead_letters.read(result["dead_letter_uri"])
@@ -169,7 +174,7 @@ def test_dead_letters_name_row_line_raw_text_and_reason(beam_run, bad_csv):
     assert [d["row"] for d in letters] == sorted(BAD_ROWS)
     raw_lines = bad_csv.read_text().split("\n")
     by_row = {d["row"]: d for d in letters}
-    for row, column, value, words in BAD_CELLS:
+    for row, _column, _value, words in BAD_CELLS:
         letter = by_row[row]
         assert words in letter["reason"]
         # Line numbers count the header and the quoted newline of row 50.
@@ -179,6 +184,7 @@ def test_dead_letters_name_row_line_raw_text_and_reason(beam_run, bad_csv):
     assert "16 fields, the header 19" in by_row[SHORT_ROW]["reason"]
 
 
+@pytest.mark.slow  # the Beam job: two worker processes load TensorFlow (about 30 s, once)
 def test_summary_card_and_progress_facts(beam_run):
     result, out = beam_run
     card = (out.parent / "summary.md").read_text()
@@ -207,7 +213,7 @@ def test_non_empty_output_is_refused_unless_overwrite(bad_csv, model_registry, t
     out = tmp_path / "predictions"
     out.mkdir()
     (out / "old.txt").write_text("keep me")
-    args = dict(registry_uri=str(model_registry), model_name=MODEL, engine="local", max_error_rate=1)
+    args = {"registry_uri": str(model_registry), "model_name": MODEL, "engine": "local", "max_error_rate": 1}
     with pytest.raises(ConfigError, match="exists and is not empty. Choose a new location, or pass --overwrite"):
         run_batch_predict(str(bad_csv), str(out), **args)
     assert (out / "old.txt").exists()
@@ -243,17 +249,13 @@ def test_missing_feature_is_named(model_registry, tmp_path, header):
 
 
 def test_unwritable_output_is_named(bad_csv, model_registry, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user that can write anywhere (root): permissions are not enforced")
-        with pytest.raises(ConfigError, match=f"Cannot write beside the output location {locked}/out"):
-            run_batch_predict(str(bad_csv), str(locked / "out"), registry_uri=str(model_registry),
-                              model_name=MODEL, engine="local")
-    finally:
-        locked.chmod(0o700)
+    # A folder under a regular file cannot be created, whoever runs the test (root ignores permissions).
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(ConfigError, match=f"Cannot write beside the output location {blocker}/out .*Choose a "
+                                          "location this process can write to"):
+        run_batch_predict(str(bad_csv), str(blocker / "out"), registry_uri=str(model_registry), model_name=MODEL,
+                          engine="local")
 
 
 def test_output_on_a_file_path_is_named(bad_csv, model_registry, tmp_path):
@@ -264,7 +266,7 @@ def test_output_on_a_file_path_is_named(bad_csv, model_registry, tmp_path):
 
 
 def test_bad_parameters_fail_before_any_work(bad_csv, model_registry, tmp_path):
-    args = dict(registry_uri=str(model_registry), model_name=MODEL)
+    args = {"registry_uri": str(model_registry), "model_name": MODEL}
     with pytest.raises(ConfigError, match="Output format 'xlsx' is not supported: use parquet, csv, jsonl"):
         run_batch_predict(str(bad_csv), str(tmp_path / "o"), output_format="xlsx", **args)
     with pytest.raises(ConfigError, match="max_error_rate must be a number from 0 to 1"):
@@ -277,10 +279,10 @@ def test_bad_parameters_fail_before_any_work(bad_csv, model_registry, tmp_path):
 
 # ---- input and output formats (in process) --------------------------------------------------------
 
-def test_parquet_and_gzipped_csv_give_the_csv_predictions(bad_csv, model_registry, tmp_path, beam_run):
+def test_parquet_and_gzipped_csv_give_the_csv_predictions(bad_csv, model_registry, tmp_path, signature, features):
     import pandas as pd
 
-    reference = outputs.read_predictions(str(beam_run[1]))
+    reference = {"probability_1": expected_predictions(signature, features, good_records(bad_csv, BAD_ROWS))}
     clean = tmp_path / "clean.csv"
     frame = pd.read_csv(bad_csv, dtype=str, keep_default_na=False)
     frame = frame.drop(index=[r - 1 for r in BAD_ROWS])
@@ -294,11 +296,12 @@ def test_parquet_and_gzipped_csv_give_the_csv_predictions(bad_csv, model_registr
         run_batch_predict(str(tmp_path / name), str(out), registry_uri=str(model_registry), model_name=MODEL,
                           engine="local", id_columns=[LABEL], output_format=fmt, rows_per_task=100)
         got = outputs.read_predictions(str(out))
-        assert len(got) == len(reference)
+        assert len(got) == len(reference["probability_1"])
         np.testing.assert_allclose(got["probability_1"], reference["probability_1"], rtol=0, atol=1e-6,
                                    err_msg=name)
 
 
+@pytest.mark.slow  # reads and scores ingest's eval split (about 6 s)
 def test_tf_examples_score_like_the_examples_signature(ingested, trained, tmp_path, signature):
     """Ingest's gzipped tf.Example files: the raw-feature path agrees with training's parsing path."""
     import tensorflow as tf
@@ -369,3 +372,111 @@ def test_dead_letter_text_of_a_parquet_row_is_json(tmp_path):
     plan = sources.plan(str(tmp_path / "d.parquet"), 10)
     chunk = next(sources.read_task(plan.tasks[0], 10))
     assert json.loads(chunk.raw[1]) == {"id": "2", "fare": "x"}
+
+
+# ---- the CLI and lineage --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cli_root(trained, tmp_path_factory):
+    """A local prodml home whose registry holds the model as version 1, recorded as push records it."""
+    from prodml.components.common import lineage
+    from prodml.pipelines.local import prepare_root
+
+    root = prepare_root(str(tmp_path_factory.mktemp("home")))
+    version = registry.publish(root.registry, MODEL, lambda staging: shutil.copytree(trained, staging))
+    uri = registry.version_uri(root.registry, MODEL, version)
+    lineage.record_execution(root.metadata_connection, "push", "prodml-training", "run-1", inputs={},
+                             outputs={keys.PUSHED_MODEL_KEY: lineage.ArtifactRecord(uri, lineage.MODEL)})
+    return root
+
+
+def test_cli_scores_records_lineage_and_lineage_shows_the_run(cli_root, bad_csv, capsys):
+    import hashlib
+
+    from prodml.pipelines.cli import main
+
+    out = os.path.join(cli_root.path, "scored")
+    code = main(["run", "batch-predict", "--data", str(bad_csv), "--model-name", MODEL, "--root", cli_root.path,
+                 "--output", out, "--runner", "local", "--max-error-rate", "0.05", "--id-columns", LABEL,
+                 "--json"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    result = json.loads(printed.strip().splitlines()[-1])
+    assert (result["rows"], result["errors"], result["model_version"]) == (ROWS, len(BAD_ROWS), 1)
+    assert f"Dead letters: {len(BAD_ROWS)} rows in {out}-dead-letters" in printed
+    assert main(["lineage", "--model-name", MODEL, "--root", cli_root.path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    [run] = report["batch_runs"]
+    assert run["run_id"] == result["run_id"] and run["uri"] == out
+    assert run["properties"]["scored"] == ROWS - len(BAD_ROWS) and run["properties"]["errors"] == len(BAD_ROWS)
+    sha = hashlib.sha256(bad_csv.read_bytes()).hexdigest()
+    assert run["properties"]["data_sha256"] == sha
+    from prodml.components.common import lineage
+
+    [step] = list(lineage.run_steps(cli_root.metadata_connection, result["run_id"]).values())
+    assert step["inputs"]["data"]["properties"]["sha256"] == sha
+    assert step["inputs"]["model"]["uri"] == registry.version_uri(cli_root.registry, MODEL, 1)
+    assert main(["lineage", "--model-name", MODEL, "--root", cli_root.path]) == 0
+    assert f"→ batch_predict run {result['run_id']}" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_paragraph_with_their_exit_code(cli_root, bad_csv, capsys):
+    from prodml.pipelines.cli import main
+
+    base = ["run", "batch-predict", "--data", str(bad_csv), "--model-name", MODEL, "--root", cli_root.path,
+            "--runner", "local"]
+    assert main(base + ["--version", "3", "--output", os.path.join(cli_root.path, "v3")]) == 2
+    err = capsys.readouterr().err
+    assert "Model 'taxi' has no version 3" in err and "its versions are 1" in err and "Traceback" not in err
+    assert main(base + ["--output", os.path.join(cli_root.path, "strict")]) == 3
+    err = capsys.readouterr().err
+    assert "could not be scored, and any bad row fails the run" in err and "Traceback" not in err
+
+
+# ---- the KFP component and pipeline ---------------------------------------------------------------
+
+def test_checked_in_component_and_pipeline_yaml_match_the_code(tmp_path):
+    from prodml.components.batch_predict.component import batch_predict
+    from prodml.components.batch_predict.executor import PIPELINE_NAME
+    from prodml.pipelines.compile import REPO_MANIFESTS, compile_batch_prediction
+
+    repo = pathlib.Path(REPO_MANIFESTS)
+    meta = pathlib.Path("components", "batch_predict", "metadata.yaml")
+    (tmp_path / meta).parent.mkdir(parents=True)
+    shutil.copy(repo / meta, tmp_path / meta)  # keeps last_verified, as 'make compile' does
+    written = compile_batch_prediction(str(tmp_path))
+    assert len(written) == 4
+    for path in written:
+        relative = pathlib.Path(path).relative_to(tmp_path)
+        assert (repo / relative).read_text() == pathlib.Path(path).read_text(), \
+            f"manifests/{relative} is stale: run compile_batch_prediction() (make compile)"
+    assert batch_predict.component_spec.inputs["pipeline_name"].default == PIPELINE_NAME
+    assert batch_predict.component_spec.inputs["model"].optional
+
+
+def test_component_body_publishes_logs_metrics_and_records_lineage(bad_csv, model_registry, tmp_path):
+    """The KFP component's function, called as kfp's executor calls it (Beam in memory: one process)."""
+    from kfp.dsl import Dataset, Markdown, Metrics
+
+    from prodml.components.batch_predict.component import batch_predict
+    from prodml.components.common import lineage
+
+    predictions = Dataset(uri=str(tmp_path / "predictions"))
+    metrics, summary = Metrics(uri=str(tmp_path / "metrics")), Markdown(uri=str(tmp_path / "summary.md"))
+    connection = f"sqlite:///{tmp_path}/metadata.sqlite"
+    scored = batch_predict.python_func(
+        data_uri=str(bad_csv), predictions=predictions, metrics=metrics, summary=summary, model=None,
+        registry_uri=str(model_registry), model_name=MODEL, version="1", output_uri="", output_format="parquet",
+        id_columns=[], beam_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        max_error_rate=0.05, overwrite=False, metadata_connection=connection,
+        pipeline_name="prodml-batch-prediction", run_id="run-7")
+    assert scored == ROWS - len(BAD_ROWS)
+    assert (tmp_path / "predictions" / outputs.SUCCESS_FILE).exists()
+    assert metrics.metadata["errors"] == len(BAD_ROWS) and metrics.metadata["rows"] == ROWS
+    assert predictions.metadata["model_version"] == 1 and predictions.metadata["scored"] == scored
+    assert "# Batch prediction" in (tmp_path / "summary.md").read_text()
+    step = lineage.run_steps(connection, "run-7")["batch_predict"]
+    assert step["outputs"]["predictions"]["uri"] == predictions.uri
+    assert step["outputs"]["predictions"]["properties"]["errors"] == len(BAD_ROWS)
+    assert step["inputs"]["model"]["uri"] == registry.version_uri(str(model_registry), MODEL, 1)
+    assert step["inputs"]["data"]["properties"]["sha256"] == outputs.summary_of(predictions.uri)["data_sha256"]

@@ -95,3 +95,97 @@ def test_changed_bytes_at_the_same_path_are_a_new_artifact(connection):
     assert sorted(lineage.properties_of(a)["sha256"] for a in versions) == ["ab" * 32, "cd" * 32]
     newest = lineage.find_artifacts(connection, "/root/cd/examples")[0]
     assert lineage.upstream(connection, newest.id)[0]["inputs"]["data"]["properties"]["sha256"] == "cd" * 32
+
+
+def test_redact_hides_every_password_and_keeps_the_rest():
+    assert lineage.redact("mysql://ml:s%40cret@db:3306/mlmd") == "mysql://ml:***@db:3306/mlmd"
+    assert lineage.redact('{"c": "mysql://u:p:w@h/d"}') == '{"c": "mysql://u:***@h/d"}'
+    for safe in ("mysql://ml@db:3306/mlmd", "sqlite:///tmp/m.db", "grpc://metadata-grpc-service.kubeflow:8080"):
+        assert lineage.redact(safe) == safe
+
+
+def test_a_password_never_reaches_properties_or_error_messages(connection):
+    secret = "mysql://ml:hunter2@db:3306/mlmd"
+    lineage.record_execution(connection, "ingest", "pipe", "run-1", inputs={},
+                             outputs={"examples": lineage.ArtifactRecord("/root/ex", lineage.DATASET,
+                                                                         {"source": secret})},
+                             parameters={"metadata_connection": secret, "nested": {"c": secret}})
+    store = lineage.connect(connection)
+    stored = repr([lineage.properties_of(n) for n in store.get_executions() + store.get_artifacts()])
+    assert "hunter2" not in stored and "mysql://ml:***@db:3306/mlmd" in stored
+    with pytest.raises(ConfigError) as error:
+        lineage.connection_config("mysq://ml:hunter2@db/mlmd")
+    assert "hunter2" not in str(error.value)
+
+
+def test_mysql_password_comes_from_the_environment_when_the_url_has_none(monkeypatch):
+    monkeypatch.setenv(lineage.PASSWORD_ENV, "from-secret")
+    assert lineage.connection_config("mysql://ml@db/mlmd").mysql.password == "from-secret"
+    assert lineage.connection_config("mysql://ml:in-url@db/mlmd").mysql.password == "in-url"
+
+
+def test_aborted_writes_are_retried_then_reported_as_one_clear_error(monkeypatch):
+    from ml_metadata import errors
+
+    monkeypatch.setattr(lineage.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise errors.AbortedError("Concurrent writes aborted")
+        return 7
+
+    assert lineage.with_retries("recording", flaky) == 7 and len(calls) == 3
+
+    def always_aborted():
+        raise errors.AbortedError("database is locked")
+
+    with pytest.raises(lineage.LineageError, match="recording failed 3 times: database is locked"):
+        lineage.with_retries("recording", always_aborted, attempts=3)
+    with pytest.raises(errors.InvalidArgumentError):  # not transient: no retry
+        lineage.with_retries("recording", lambda: (_ for _ in ()).throw(errors.InvalidArgumentError("bad")))
+
+
+def test_run_steps_lists_a_runs_executions_by_component(connection):
+    _two_steps(connection, "run-1")
+    steps = lineage.run_steps(connection, "run-1")
+    assert set(steps) == {"ingest", "train"}
+    assert steps["train"]["state"] == "COMPLETE"
+    assert steps["train"]["outputs"]["model"]["uri"] == "/root/run-1/model"
+    assert lineage.run_steps(connection, "no-such-run") == {}
+
+
+_COMPILE = """
+import sys
+from kfp import compiler
+from prodml.pipelines.training import training_pipeline
+compiler.Compiler().compile(training_pipeline, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_compiled_pipeline_takes_the_metadata_password_from_a_kubernetes_secret(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from prodml.pipelines import training
+
+    package = tmp_path / "pipeline.yaml"
+    env = {**os.environ, training.METADATA_SECRET_ENV: "prodml-metadata"}
+    subprocess.run([sys.executable, "-c", _COMPILE, str(package)], env=env, check=True, timeout=300,
+                   capture_output=True)
+    text = package.read_text()
+    assert lineage._PASSWORD.search(text) is None  # no user:password@ anywhere, defaults included
+    spec, platform = list(yaml.safe_load_all(text))
+    executors = spec["deploymentSpec"]["executors"]
+    wired = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(wired) == set(executors) and len(executors) == 7
+    for executor in wired.values():
+        assert executor["secretAsEnv"] == [{
+            "secretName": "prodml-metadata",
+            "secretNameParameter": {"runtimeValue": {"constant": "prodml-metadata"}},
+            "keyToEnv": [{"secretKey": "password", "envVar": lineage.PASSWORD_ENV}]}]

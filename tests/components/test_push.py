@@ -194,7 +194,7 @@ def test_concurrent_pushes_get_distinct_versions(model_dir, tmp_path):
     def push():
         try:
             results.append(_push(model_dir, upstream, reg))
-        except Exception as e:  # reported by the assertion below
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
             errors.append(e)
 
     threads = [threading.Thread(target=push) for _ in range(4)]

@@ -242,7 +242,7 @@ def test_concurrent_pushers_on_an_object_store_never_mix_two_models_in_one_versi
         try:
             barrier.wait()
             versions.append(registry.publish(ram_root, NAME, fill, stamp=stamp))
-        except Exception as e:  # surfaced below with the thread's error
+        except Exception as e:  # noqa: BLE001 -- surfaced below with the thread's error
             errors.append(e)
 
     threads = [threading.Thread(target=push, args=(i,)) for i in range(n)]
@@ -305,3 +305,43 @@ def test_a_pusher_killed_mid_publish_leaves_no_incomplete_version(tmp_path, poin
         assert registry.read_marker(str(tmp_path), NAME, 1)["files"]
         assert registry.list_claims(str(tmp_path), NAME) == []
         assert json.loads((tmp_path / NAME / "1" / keys.VERSION_COMPLETE_FILE).read_text())["version"] == 1
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_gc_removes_what_dead_pushers_left_and_keeps_live_work(tmp_path):
+    import socket
+
+    from prodml.pipelines.gc import collect_garbage
+
+    root = tmp_path / "home"
+    reg = str(root / "registry")
+    assert registry.publish(reg, NAME, _fill_with("kept", MODEL_FILES)) == 1
+    model = root / "registry" / NAME
+    _write(str(model / f"{registry.STAGING_PREFIX}dead" / "saved_model.pb"), "partial")
+    dead = {"host": socket.gethostname(), "pid": _dead_pid(), "created": 0}
+    alive = {"host": socket.gethostname(), "pid": os.getpid(), "created": 4e9}
+    _write(str(model / f"{registry.CLAIM_PREFIX}2-{uuid.uuid4().hex}"), json.dumps(dead))
+    _write(str(model / "2" / "saved_model.pb"), "half-copied by the dead pusher")
+    _write(str(model / f"{registry.CLAIM_PREFIX}3-{uuid.uuid4().hex}"), json.dumps(alive))
+    _write(str(model / "3" / "saved_model.pb"), "a live pusher at work")
+    _write(str(root / "pipeline_root" / "run" / "ingest" / "examples" / "data_version.json.tmp-0a1b2c3d"), "{")
+
+    found = collect_garbage(str(root), dry_run=True, older_than=0)
+    assert sorted((f.kind, os.path.relpath(f.uri, root)) for f in found) == sorted([
+        ("staging", f"registry/{NAME}/{registry.STAGING_PREFIX}dead"),
+        ("claim", os.path.relpath(registry.list_claims(reg, NAME)[0].uri, root)),
+        ("incomplete_version", f"registry/{NAME}/2"),
+        ("tmp_file", "pipeline_root/run/ingest/examples/data_version.json.tmp-0a1b2c3d")])
+    assert {f.action for f in found} == {"would remove"}
+    assert all(os.path.exists(f.uri) for f in found)
+
+    removed = collect_garbage(str(root), older_than=0)
+    assert {f.action for f in removed} == {"removed"} and not any(os.path.exists(f.uri) for f in removed)
+    assert collect_garbage(str(root), dry_run=True, older_than=0) == []
+    assert registry.list_versions(reg, NAME) == [1] and _read(root / "registry", 1, "saved_model.pb") == "kept"
+    assert os.path.exists(model / "3" / "saved_model.pb")  # its pusher is alive
+    assert registry.publish(reg, NAME, _fill_with("next")) == 4

@@ -113,6 +113,50 @@ def test_wrong_types_and_missing_feature_in_eval_block(types_examples, tmp_path)
     assert (tmp_path / "statistics.html").exists()
 
 
+def _train_with_wrong_eval(types_examples, tmp_path):
+    wrong = tmp_path / "wrong"
+    run_ingest(str(EVAL_WRONG_TYPES), str(wrong), label="tip_binary")
+    examples = tmp_path / "examples"
+    shutil.copytree(types_examples / "Split-train", examples / "Split-train")
+    (examples / "Split-eval").mkdir()
+    for i, f in enumerate(sorted(wrong.glob("Split-*/data-*"))):
+        shutil.copy(f, examples / "Split-eval" / f"data-{i:05d}-of-00002.tfrecord.gz")
+    shutil.copy(types_examples / keys.DATA_VERSION_FILE, examples / keys.DATA_VERSION_FILE)
+    return examples
+
+
+@pytest.mark.slow
+def test_inferred_schema_still_blocks_a_type_change_and_a_missing_feature(types_examples, tmp_path):
+    """The schema is inferred from every split, but train decides types and required features."""
+    examples = _train_with_wrong_eval(types_examples, tmp_path)
+    with pytest.raises(SchemaError) as error:
+        validate(examples, tmp_path)
+    message = str(error.value)
+    assert "eval: feature 'passengers': Unexpected data type (Expected data of type: INT" in message
+    assert "eval: feature 'city': Column dropped (" in message
+    assert "train:" not in message
+    schema = schemas.load_schema(str(tmp_path / "schema"))
+    assert schemas.feature_kinds(schema)["passengers"] == "INT"
+    assert "Schema: inferred from every split (types from train)." in (tmp_path / "anomalies.md").read_text()
+
+
+@pytest.mark.slow
+def test_categories_seen_in_one_split_only_do_not_block(tmp_path):
+    """Long-tail values and identifiers land in eval only; the inferred schema takes every split."""
+    rows = ["id,product,order_id,label"] + [
+        f"{i},{'common' if i % 3 else f'rare{i}'},ORD{i * 7919 % 10007},{i % 2}" for i in range(90)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    run_ingest(str(tmp_path / "d.csv"), str(tmp_path / "examples"), label="label")
+    result = validate(tmp_path / "examples", tmp_path)
+    assert result["anomalies"] == {"eval": {}, "train": {}}
+    schema = schemas.load_schema(str(tmp_path / "schema"))
+    features = {f.name: f for f in schema.feature}
+    domain = next(d for d in schema.string_domain if d.name == features["product"].domain)
+    assert len(domain.value) == 31  # 'common' and the 30 rare values of both splits
+    assert features["product"].distribution_constraints.min_domain_mass == 0.95
+    assert not features["order_id"].HasField("domain")  # every value distinct: an identifier
+
+
 def test_drift_against_a_shifted_baseline_is_reported(types_examples, shifted_statistics, tmp_path):
     result = validate(types_examples, tmp_path, baseline_statistics_dir=str(shifted_statistics))
     assert {"fare____", "city"} <= set(result["drift"])

@@ -1,5 +1,7 @@
 """Protocol errors: the right status, a message naming the problem, and a server that lives on."""
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -173,3 +175,113 @@ def test_server_survives_errors(http, rows):
         http.post(PREDICT, json={"instances": [{"fare": "x"}]})
     reply = http.post(PREDICT, json={"instances": rows[:2]})
     assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
+
+
+def _binary_request(rows, kinds, break_input=None, extra=b""):
+    """A binary V2 body (KServe's client encoding); ``break_input`` gets one byte fewer than declared."""
+    inputs, blobs = [], b""
+    for name, column in columns_of(rows, kinds).items():
+        infer_input = InferInput(name, [len(column)], V2_DATATYPES[kinds[name]])
+        infer_input.set_data_from_numpy(column, binary_data=True)
+        raw = infer_input._raw_data
+        if name == break_input:
+            raw = raw[:-1]
+        inputs.append({"name": name, "shape": [len(column)], "datatype": infer_input.datatype,
+                       "parameters": {"binary_data_size": len(infer_input._raw_data)}})
+        blobs += raw
+    head = json.dumps({"inputs": inputs}).encode()
+    return head + blobs + extra, {"inference-header-content-length": str(len(head)),
+                                  "content-type": "application/octet-stream"}
+
+
+def test_client_mistakes_that_answered_500_are_400_naming_the_field(http, rows, feature_kinds):
+    body, headers = _binary_request(rows[:2], feature_kinds)
+    assert http.post(INFER, content=body, headers=headers).status_code == 200
+
+    message = _error(http.post(INFER, content=body, headers={**headers, "inference-header-content-length": "x1"}),
+                     400)
+    assert "inference-header-content-length header is 'x1'" in message
+    reply = http.post(INFER, json={"inputs": _v2_json(rows[:1], feature_kinds), "parameters": ["binary_data_output"]})
+    assert '"parameters" is list' in _error(reply, 400)
+    inputs = _v2_json(rows[:1], feature_kinds)
+    inputs[1]["parameters"] = "yes"
+    assert "inputs[1].parameters" in _error(http.post(INFER, json={"inputs": inputs}), 400)
+
+    fare = "fare"
+    body, headers = _binary_request(rows[:2], feature_kinds, break_input=fare)
+    assert "binary_data_size" in _error(http.post(INFER, content=body, headers=headers), 400)
+    body, headers = _binary_request(rows[:2], feature_kinds, extra=b"\0\0")
+    assert "add up to" in _error(http.post(INFER, content=body, headers=headers), 400)
+
+
+@pytest.mark.parametrize("value", [1e39, -1e39, 10 ** 40])
+def test_numbers_outside_float32_are_400_naming_feature_and_row(http, server, rows, feature_kinds, value):
+    instances = [dict(row) for row in rows[:3]]
+    instances[2]["fare"] = value
+    message = _error(http.post(PREDICT, json={"instances": instances}), 400)
+    assert "Feature 'fare'" in message and "row 2 of instances" in message and "float32" in message
+    inputs = _v2_json(instances, feature_kinds)
+    message = _error(http.post(INFER, json={"inputs": inputs}), 400)
+    assert "Feature 'fare'" in message and "row 2" in message
+
+    def infer_inputs():
+        out = []
+        for name, column in columns_of(rows[:3], feature_kinds).items():
+            if name == "trip_seconds":  # an INT feature (float64 on the wire) can carry 1e39 itself
+                column = column.copy()
+                column[1] = float(value)
+            infer_input = InferInput(name, [len(column)], V2_DATATYPES[feature_kinds[name]])
+            infer_input.set_data_from_numpy(column, binary_data=False)
+            out.append(infer_input)
+        return out
+
+    async def call():
+        client = InferenceGRPCClient(server.grpc_target)
+        try:
+            await client.infer(InferRequest(model_name=MODEL_NAME, infer_inputs=infer_inputs()))
+        except grpc.aio.AioRpcError as e:
+            return e.code(), e.details()
+        finally:
+            await client.close()
+        return grpc.StatusCode.OK, ""
+
+    code, details = run(call())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'trip_seconds'" in details and "row 1" in details
+
+
+def test_versions_are_served_or_404_naming_the_served_ones(http, server, rows, feature_kinds):
+    served = http.get(f"/v2/models/{MODEL_NAME}").json()["versions"]
+    assert served == ["1"]
+    assert http.get(f"/v2/models/{MODEL_NAME}/versions/1").json()["versions"] == served
+    assert http.get(f"/v2/models/{MODEL_NAME}/versions/1/ready").json()["ready"] is True
+    inputs = _v2_json(rows[:2], feature_kinds)
+    reply = http.post(f"/v2/models/{MODEL_NAME}/versions/1/infer", json={"inputs": inputs})
+    assert reply.status_code == 200 and reply.json()["model_version"] == "1"
+    body, headers = _binary_request(rows[:2], feature_kinds)
+    reply = http.post(f"/v2/models/{MODEL_NAME}/versions/1/infer", content=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+    for path in ("/versions/7/infer", "/versions/7", "/versions/7/ready"):
+        method = http.post if path.endswith("infer") else http.get
+        reply = method(f"/v2/models/{MODEL_NAME}{path}", **({"json": {"inputs": inputs}} if method == http.post
+                                                             else {}))
+        assert "no version '7'" in _error(reply, 404) and "versions served: 1" in reply.json()["error"]
+
+    async def call(version):
+        client = InferenceGRPCClient(server.grpc_target)
+        infer_inputs = []
+        for name, column in columns_of(rows[:2], feature_kinds).items():
+            infer_input = InferInput(name, [len(column)], V2_DATATYPES[feature_kinds[name]])
+            infer_input.set_data_from_numpy(column, binary_data=False)
+            infer_inputs.append(infer_input)
+        try:
+            response = await client.infer(InferRequest(model_name=MODEL_NAME, infer_inputs=infer_inputs,
+                                                       model_version=version))
+            return grpc.StatusCode.OK, response.model_version
+        except grpc.aio.AioRpcError as e:
+            return e.code(), e.details()
+        finally:
+            await client.close()
+
+    assert run(call("1")) == (grpc.StatusCode.OK, "1")
+    code, details = run(call("7"))
+    assert code == grpc.StatusCode.NOT_FOUND and "versions served: 1" in details

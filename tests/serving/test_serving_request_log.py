@@ -1,6 +1,9 @@
-"""Request logging to a JSON-lines file: raw features, prediction, version, timestamp per row."""
+"""Request logging to a JSON-lines file: raw features, prediction, version, timestamp per row; mode 0600.
+
+Rotation by size is tested on ``RequestLogger`` directly (``test_serving_units.py``)."""
 
 import json
+import stat
 import time
 
 import pytest
@@ -28,6 +31,7 @@ def test_file_log_has_one_record_per_served_row(server, http, rows):
         assert record["model_name"] == MODEL_NAME and record["model_version"] == 1
         assert record["timestamp"].endswith("Z")
     assert records[0]["features"]["company"] is None
+    assert stat.S_IMODE(server.log_file.stat().st_mode) == 0o600  # request data: owner only
 
 
 def _wait_for(path, keep, count, timeout=10.0):

@@ -1,0 +1,215 @@
+"""Batch prediction throughput and memory: the floor, prodml on Beam and on Spark, and a pandas loop.
+
+On taxi-like rows resampled (with a seed) from the vendored ``data/chicago_taxi/data.csv``, in one run:
+
+  * floor  — one plain Python process: pyarrow's streaming CSV reader, the SavedModel's
+             ``serving_default`` signature in batches of 64k rows, a Parquet writer;
+  * beam   — ``run_batch_predict(engine="beam")``: DirectRunner, 2 worker processes;
+  * spark  — ``run_batch_predict(engine="spark")``: Spark local[2];
+  * pandas — the usual hand-written loop: ``pd.read_csv(chunksize=...)``, the signature per chunk,
+             ``to_parquet`` at the end.
+
+Each measurement runs in a fresh process; its wall time includes starting up and loading the
+model, as a user's job would. Peak memory is the largest sum of RSS over the process and its
+children (Beam workers, the JVM and Spark's Python workers), sampled every 0.1 s.
+
+    python benchmarks/batch_predict.py --rows 100000 1000000 [--engines floor beam spark pandas]
+        [--model-dir DIR] [--workdir /tmp/prodml-batch-bench] [--seed 42] [--json results.json]
+
+Without ``--model-dir`` a model is trained first on the vendored sample (2 epochs; a few minutes).
+The generated data stays in ``--workdir``; nothing large is written to the repository.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = os.path.join(REPO, "data", "chicago_taxi", "data.csv")
+ENGINES = ("floor", "beam", "spark", "pandas")
+FLOOR_BATCH = 65536
+PANDAS_CHUNK = 10000
+
+
+def make_data(rows: int, seed: int, workdir: str) -> str:
+    """``rows`` rows drawn with replacement from the vendored sample, as CSV (written once per size and seed)."""
+    import numpy as np
+    import pandas as pd
+
+    path = os.path.join(workdir, f"taxi-{rows}-{seed}.csv")
+    if not os.path.exists(path):
+        sample = pd.read_csv(SOURCE, dtype=str, keep_default_na=False)
+        picks = np.random.default_rng(seed).integers(0, len(sample), rows)
+        sample.iloc[picks].to_csv(path + ".tmp", index=False)
+        os.replace(path + ".tmp", path)
+    return path
+
+
+def train_model(workdir: str) -> str:
+    model = os.path.join(workdir, "model")
+    if not os.path.exists(os.path.join(model, "saved_model.pb")):
+        subprocess.run([sys.executable, os.path.join(REPO, "tests", "serving", "build_model.py"), SOURCE, workdir,
+                        os.path.join(workdir, "registry"), "bench", "2"], check=True)
+    return model
+
+
+# ---- the measured jobs (each runs in its own process: `batch_predict.py --job ENGINE DATA MODEL OUT`) ----
+
+def job_floor(data: str, model_dir: str, out: str) -> int:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    info = json.load(open(os.path.join(model_dir, "prodml_model.json")))
+    kinds = info["raw_features"]
+    types = {n: {"INT": pa.float64(), "FLOAT": pa.float32(), "BYTES": pa.string()}[k] for n, k in kinds.items()}
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    reader = pcsv.open_csv(data, read_options=pcsv.ReadOptions(block_size=16 << 20),
+                           convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=True))
+    rows, writer, pending = 0, None, []
+
+    def flush(batches):
+        nonlocal writer, rows
+        table = pa.Table.from_batches(batches)
+        columns = {}
+        for name, kind in kinds.items():
+            col = table.column(name)
+            if kind == "BYTES":
+                columns[name] = tf.constant(col.fill_null("").to_numpy(zero_copy_only=False).astype(object))
+            else:
+                columns[name] = tf.constant(col.to_numpy(zero_copy_only=False))  # nulls become NaN
+        out_table = pa.table({"prediction": fn(**columns)["predictions"].numpy().reshape(table.num_rows, -1)[:, 0]})
+        writer = writer or pq.ParquetWriter(out, out_table.schema)
+        writer.write_table(out_table)
+        rows += table.num_rows
+
+    size = 0
+    for batch in reader:
+        pending.append(batch)
+        size += batch.num_rows
+        if size >= FLOOR_BATCH:
+            flush(pending)
+            pending, size = [], 0
+    if pending:
+        flush(pending)
+    writer.close()
+    return rows
+
+
+def job_pandas(data: str, model_dir: str, out: str) -> int:
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+
+    info = json.load(open(os.path.join(model_dir, "prodml_model.json")))
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    results = []
+    for chunk in pd.read_csv(data, chunksize=PANDAS_CHUNK):
+        columns = {}
+        for name, kind in info["raw_features"].items():
+            if kind == "BYTES":
+                columns[name] = tf.constant(chunk[name].fillna("").astype(str).to_numpy(dtype=object))
+            else:
+                columns[name] = tf.constant(chunk[name].to_numpy(dtype=np.float64 if kind == "INT" else np.float32))
+        chunk = chunk.assign(prediction=fn(**columns)["predictions"].numpy().reshape(len(chunk), -1)[:, 0])
+        results.append(chunk)
+    frame = pd.concat(results)
+    frame.to_parquet(out)
+    return len(frame)
+
+
+def job_prodml(engine: str, data: str, model_dir: str, out: str) -> int:
+    from prodml.components.batch_predict.executor import run_batch_predict
+
+    result = run_batch_predict(data, out, model_dir=model_dir, engine=engine, progress_seconds=0,
+                               max_error_rate=1.0)
+    return result["rows"]
+
+
+def run_job(engine: str, data: str, model_dir: str, out: str) -> None:
+    from prodml.components.common.logs import silence_tensorflow
+
+    silence_tensorflow()
+    start = time.perf_counter()
+    if engine == "floor":
+        rows = job_floor(data, model_dir, out)
+    elif engine == "pandas":
+        rows = job_pandas(data, model_dir, out)
+    else:
+        rows = job_prodml(engine, data, model_dir, out)
+    print(json.dumps({"rows": rows, "inner_seconds": time.perf_counter() - start}))
+
+
+# ---- the driver ------------------------------------------------------------------------------------
+
+def measure(engine: str, data: str, model_dir: str, workdir: str) -> Dict:
+    """Runs one job in a fresh process; wall time and peak RSS of its whole process tree."""
+    import psutil
+
+    out = tempfile.mkdtemp(prefix=f"out-{engine}-", dir=workdir)
+    out = os.path.join(out, "predictions.parquet" if engine in ("floor", "pandas") else "predictions")
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--job", engine, data, model_dir, out],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            tree = [root] + root.children(recursive=True)
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{engine} failed:\n{stderr[-3000:]}")
+    inner = json.loads(stdout.strip().splitlines()[-1])
+    return {"engine": engine, "rows": inner["rows"], "seconds": round(seconds, 2),
+            "rows_per_second": round(inner["rows"] / seconds, 1), "peak_rss_mb": round(peak / 2 ** 20, 1)}
+
+
+def table(results: List[Dict]) -> str:
+    lines = ["| rows | engine | seconds | rows/s | × floor | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    floors = {r["rows"]: r["rows_per_second"] for r in results if r["engine"] == "floor"}
+    for r in results:
+        ratio = f"{r['rows_per_second'] / floors[r['rows']]:.2f}" if r["rows"] in floors else "-"
+        lines.append(f"| {r['rows']:,} | {r['engine']} | {r['seconds']:.1f} | {r['rows_per_second']:,.0f} | "
+                     f"{ratio} | {r['peak_rss_mb']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--job":
+        run_job(*sys.argv[2:6])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--model-dir", default="")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "prodml-batch-bench"))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    model_dir = os.path.abspath(args.model_dir) if args.model_dir else train_model(args.workdir)
+    results = []
+    for rows in args.rows:
+        data = make_data(rows, args.seed, args.workdir)
+        for engine in args.engines:
+            results.append(measure(engine, data, model_dir, args.workdir))
+            print(json.dumps(results[-1]), flush=True)
+    print(table(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"seed": args.seed, "cpus": os.cpu_count(), "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
