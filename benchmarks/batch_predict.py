@@ -76,10 +76,10 @@ def job_floor(data: str, model_dir: str, out: str) -> int:
 
     def flush(batches):
         nonlocal writer, rows
-        table = pa.Table.from_batches(batches)
+        table = pa.Table.from_batches(batches).combine_chunks()
         columns = {}
         for name, kind in kinds.items():
-            col = table.column(name)
+            col = table.column(name).chunk(0) if table.num_rows else table.column(name)
             if kind == "BYTES":
                 columns[name] = tf.constant(col.fill_null("").to_numpy(zero_copy_only=False).astype(object))
             else:

@@ -12,6 +12,7 @@ Takes every flag of ``kserve.ModelServer`` (``--http_port``, ``--grpc_port``, ``
 """
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -19,6 +20,9 @@ from prodml.components.common.errors import ProdmlError
 from prodml.components.common.logs import get_logger, silence_tensorflow
 
 logger = get_logger("serving")
+
+# After the server stops, how long to wait for a version still loading before exiting anyway.
+LOADER_EXIT_WAIT_SECONDS = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,10 +95,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     logger.info("serving model '%s' from %s on http :%d%s", args.model_name, source.where, args.http_port,
                 f", grpc :{args.grpc_port}" if args.enable_grpc else "")
     server.start([model])
+    code = 0
     if model.failure:
         print(f"error: {model.failure}", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    if not model.versions_manager.join(LOADER_EXIT_WAIT_SECONDS):
+        # Stopped while a version was still loading (a SIGTERM during start-up): TensorFlow's
+        # native code cannot be interrupted, and tearing the interpreter down under it crashes.
+        from prodml.serving.quiet_tf import restore_stderr
+
+        restore_stderr()
+        logger.info("model %s: exiting while a version was still loading", args.model_name)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _check_numbers(args) -> None:

@@ -19,6 +19,7 @@ NOISE_MARKERS = (b"absl::initializelog", b"cuda", b"cudnn", b"cufft", b"cublas",
                  b"onednn", b"cpu_feature_guard", b"computation_placer", b"rebuild tensorflow with the appropriate")
 
 _lock = threading.Lock()
+_active = None  # (saved stderr descriptor, capture file) while an import is being filtered
 
 
 def is_noise(line: bytes) -> bool:
@@ -29,6 +30,7 @@ def is_noise(line: bytes) -> bool:
 
 def import_tensorflow() -> ModuleType:
     """``import tensorflow``, with its native start-up lines filtered out of stderr."""
+    global _active
     with _lock:
         if "tensorflow" in sys.modules or os.environ.get("PRODML_VERBOSE"):
             import tensorflow
@@ -38,14 +40,26 @@ def import_tensorflow() -> ModuleType:
             sys.stderr.flush()
             saved = os.dup(2)
             os.dup2(captured.fileno(), 2)
+            _active = (saved, captured)
             try:
                 import tensorflow
             finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                captured.seek(0)
-                kept = b"".join(line for line in captured if not is_noise(line))
-                if kept:
-                    os.write(2, kept)
+                restore_stderr()
         return tensorflow
+
+
+def restore_stderr() -> None:
+    """Ends a filtered import's capture now: stderr back in place, captured lines other than noise
+    written to it. For the import itself, and for a process about to exit in the middle of one."""
+    global _active
+    active, _active = _active, None
+    if active is None:
+        return
+    saved, captured = active
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    captured.seek(0)
+    kept = b"".join(line for line in captured if not is_noise(line))
+    if kept:
+        os.write(2, kept)

@@ -276,7 +276,19 @@ def _with_statuses(method):
 
 
 class LeanGRPCServer(GRPCServer):
-    """KServe's gRPC server without per-call interceptors (logging, error mapping)."""
+    """KServe's gRPC server without per-call interceptors (logging, error mapping).
+
+    ``stop`` waits until the server has started: stopping a gRPC aio server that is still
+    starting crashes the process.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.started = asyncio.Event()
+
+    async def stop(self, sig: Optional[int] = None):
+        await self.started.wait()
+        await super().stop(sig)
 
     async def start(self, max_workers):
         servicer = LeanServicer(self._data_plane, self._model_repository_extension)
@@ -288,6 +300,7 @@ class LeanGRPCServer(GRPCServer):
         self._server.add_insecure_port(f"[::]:{self._port}")
         logger.info("gRPC server on port %d", self._port)
         await self._server.start()
+        self.started.set()
         await self._server.wait_for_termination()
 
 
@@ -319,6 +332,7 @@ class ProdmlModelServer(ModelServer):
         self.max_request_bytes = max_request_bytes
         self.dataplane = ProdmlDataPlane(model_registry=self.registered_models)
         self._models: List[BaseKServeModel] = []
+        self._stopping = False
 
     def start(self, models: List[BaseKServeModel]) -> None:
         """Registers the models (they load in the background), serves REST and gRPC until stopped."""
@@ -341,7 +355,6 @@ class ProdmlModelServer(ModelServer):
                         "grpc_max_receive_message_length": self.max_request_bytes},
                 grace_period=self.grace_period)
             self.servers.append(self._grpc_server.start(self.max_threads))
-        self.register_signal_handler()
         with asyncio.Runner(loop_factory=_loop_factory(self.event_loop)) as runner:
             loop = runner.get_loop()
             asyncio.set_event_loop(loop)  # a Runner with a loop factory leaves it unset
@@ -351,31 +364,32 @@ class ProdmlModelServer(ModelServer):
             runner.run(self._serve())
 
     async def _serve(self):
-        # The models start loading once the loop runs, so that a failure can always stop it.
+        # Signals are handled, and the models start loading, once the loop runs: whatever stops
+        # the server (a signal, a model's failure) then has a loop to stop it on. (A signal before
+        # this point ends the process at once: nothing is served yet.)
+        self.register_signal_handler()
         for model in self._models:
             model.start()
         await super()._serve()
 
     def _model_failed(self, reason: str) -> None:
         """A model has nothing to serve (called from its loader thread): stop as on SIGTERM."""
-        self._loop.call_soon_threadsafe(self._stop_serving)
-
-    def _stop_serving(self) -> None:
-        grpc_server = getattr(self, "_grpc_server", None)
-        if grpc_server is not None and grpc_server._server is None:  # not listening yet: stop it after
-            self._loop.call_later(0.1, self._stop_serving)
-            return
-        self._rest_server._server.should_exit = True
-        self.stop(signal.SIGTERM)
+        self._loop.call_soon_threadsafe(self.stop, signal.SIGTERM)
 
     def stop(self, sig: Optional[int] = None):
         """Drains, then stops: not ready at once, in-flight requests finish, then the models stop.
 
-        Uvicorn has already drained the REST connections when the signal reaches this handler.
+        Once uvicorn serves, it handles SIGTERM/SIGINT itself (drains the REST connections, then
+        passes the signal on to this handler); a signal during its start-up, or a model's
+        failure, reaches this handler first, which then tells uvicorn to exit.
         """
+        if self._stopping:
+            return
+        self._stopping = True
         for model in self._models:
             if hasattr(model, "draining"):
                 model.draining = True
+        self._rest_server._server.should_exit = True
 
         async def shutdown():
             if self._grpc_server:
@@ -383,4 +397,4 @@ class ProdmlModelServer(ModelServer):
             for name in list(self.registered_models.get_models()):
                 self.registered_models.unload(name)
 
-        asyncio.get_event_loop().create_task(shutdown())
+        self._loop.create_task(shutdown())

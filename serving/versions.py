@@ -85,6 +85,13 @@ class VersionManager:
         """Stops polling; a load in progress finishes in the background."""
         self._stop.set()
 
+    def join(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds for the loader thread to end; True when it has."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def load_now(self) -> bool:
         """Loads the pinned or latest version in this thread unless the loader is at it; True when loaded."""
         if self.current is not None:

@@ -102,6 +102,7 @@ def test_quoted_cells_keep_their_line_breaks_commas_and_quotes(tmp_path):
 
 
 def test_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    assert (CORPUS / "bom_crlf.csv").read_bytes().count(b"\r\n") == 41  # not normalised by git
     version = run_ingest(str(CORPUS / "bom_crlf.csv"), str(tmp_path), label="label")
     assert list(version["columns"])[0] == "id"
     assert {row["color"][0] for row in _examples(tmp_path)} == {b"red", b"blue"}  # no '\r' left

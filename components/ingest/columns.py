@@ -34,6 +34,7 @@ log = get_logger(__name__)
 VALID_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/]*\Z")
 _INVALID_CHAR = re.compile(r"[^A-Za-z0-9_.\-/]")
 _INT_LITERAL = r"\s*[+-]?\d+\s*"
+_BIG_EXPONENT = r"\s*[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d{3,}\s*"
 _INT64_DIGITS = 18  # an integer literal with at most this many digits always fits in int64
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # At least this share of numbers among a column's present values makes the column numeric: any
@@ -98,6 +99,11 @@ class ColumnProfile:
         raw = values[present]
         numbers = pd.to_numeric(raw, errors="coerce")
         is_number = numbers.notna().to_numpy()
+        if not is_number.all():  # pandas gives up on exponents beyond float64 ('1e400'): infinite numbers
+            overflow = raw.str.fullmatch(_BIG_EXPONENT).to_numpy(dtype=bool) & ~is_number
+            if overflow.any():
+                numbers = numbers.where(~overflow, np.inf)
+                is_number |= overflow
         n_numbers = int(is_number.sum())
         self.numbers += n_numbers
         rows = np.flatnonzero(present)
@@ -179,7 +185,7 @@ def to_arrow(values: pd.Series, kind: Optional[str]):
     if kind == keys.FLOAT:
         numbers = np.zeros(len(values), dtype=np.float32)
         with np.errstate(over="ignore"):  # beyond float32: the profile rejects the column anyway
-            numbers[~missing] = pd.to_numeric(present).to_numpy(dtype=np.float64)
+            numbers[~missing] = pd.to_numeric(present, errors="coerce").to_numpy(dtype=np.float64)
         return pa.array(numbers, mask=missing)
     numbers = np.zeros(len(values), dtype=np.int64)
     if len(present):

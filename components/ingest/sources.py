@@ -236,7 +236,8 @@ def _parse_csv(uri: str, binary, chunk_rows: int, markers: frozenset):
     names: Optional[List[str]] = None
     rows: List[List[str]] = []
     lines: List[int] = []
-    end, padded, first_row = 0, [], 1
+    end, first_row = 0, 1
+    short, first_short = 0, 0  # rows with fewer cells than the header, padded
     try:
         for row in reader:
             start, end = end + 1, reader.line_num
@@ -246,7 +247,9 @@ def _parse_csv(uri: str, binary, chunk_rows: int, markers: frozenset):
                 names = columns.sanitise_names(row, uri)
                 continue
             if len(row) != len(names):
-                row = _fit(row, len(names), start, uri, padded)
+                if len(row) < len(names):
+                    short, first_short = short + 1, first_short or start
+                row = _fit(row, len(names), start, uri)
             rows.append(row)
             lines.append(start)
             if len(rows) == chunk_rows:
@@ -262,15 +265,14 @@ def _parse_csv(uri: str, binary, chunk_rows: int, markers: frozenset):
         raise InputDataError(f"{uri} is empty: it needs a header line and at least one row.")
     if rows:
         yield names, _chunk(rows, lines, names, uri, first_row, markers)
-    if padded:
+    if short:
         log.warning("%d rows of %s have fewer cells than its %d columns (the first on line %d); their "
-                    "last cells are read as missing.", len(padded), uri, len(names), padded[0])
+                    "last cells are read as missing.", short, uri, len(names), first_short)
 
 
-def _fit(row: List[str], width: int, line: int, uri: str, padded: List[int]) -> List[str]:
+def _fit(row: List[str], width: int, line: int, uri: str) -> List[str]:
     """``row`` with the header's number of cells: padded with missing cells, or cut if the rest is empty."""
     if len(row) < width:
-        padded.append(line)
         return row + [""] * (width - len(row))
     if any(cell.strip() for cell in row[width:]):
         raise InputDataError(

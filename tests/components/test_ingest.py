@@ -347,7 +347,7 @@ def read_examples_by(output_dir, key):
     return rows
 
 
-@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity", "1e39", "-3.5e38"])
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity", "1e39", "-3.5e38", "1e400"])
 def test_values_beyond_float32_are_an_error_naming_the_cell(tmp_path, cell):
     lines = ["x,label"] + [f"{i}.5,{i % 2}" for i in range(20)]
     lines.insert(8, f"{cell},1")
@@ -443,3 +443,22 @@ def test_ingested_taxi_fixture(ingested):
     assert "tips" not in version["columns"] and "pickup_census_tract" not in version["columns"]
     assert sum(version["row_counts"].values()) == 3000
     assert version["columns"]["fare"] == "FLOAT" and version["columns"]["company"] == "BYTES"
+
+
+@pytest.mark.parametrize("damage", ["flipped", "not_gzip"])
+def test_corrupt_gzip_is_one_paragraph_naming_the_file(tmp_path, damage):
+    import gzip
+
+    data = gzip.compress(TYPES.read_bytes() * 5, mtime=0)
+    if damage == "flipped":
+        data = data[:200] + bytes(b ^ 0xFF for b in data[200:260]) + data[260:]
+    else:
+        data = TYPES.read_bytes()
+    (tmp_path / "d.csv.gz").write_bytes(data)
+    with pytest.raises(InputDataError) as error:
+        run_ingest(str(tmp_path / "d.csv.gz"), str(tmp_path / "out"), label="tip_binary")
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'd.csv.gz'} is not a complete gzip file (")
+    assert message.endswith("it is truncated or corrupt, and no row of it was used. Download or compress it "
+                            "again; 'gzip -t FILE' checks a .gz file.")
+    assert not list((tmp_path / "out").glob("Split-*/*"))

@@ -4,12 +4,14 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
+import httpx
 import pytest
 
-from .serving_support import MODEL_NAME, free_port
+from .serving_support import MODEL_NAME, free_port, start_server
 
 pytestmark = pytest.mark.serving
 
@@ -69,3 +71,16 @@ def test_demo_predicts_raw_csv_rows_over_v1_and_v2(registry):
     v2_outputs = json.loads(v2.split("→ 200 outputs ", 1)[1])
     assert len(v1_predictions) == 2
     assert v2_outputs[0]["data"] == pytest.approx(v1_predictions, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_version_loads_exits_cleanly(registry, tmp_path):
+    """Listening but not ready yet (TensorFlow still loading): SIGTERM stops the server with code 0."""
+    srv = start_server(registry, tmp_path)
+    try:
+        srv.wait_live()
+        assert httpx.get(f"{srv.url}/v2/health/ready", timeout=5).status_code == 503, "ready too soon to test"
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(60) == 0, srv.stderr()
+    finally:
+        srv.stop()
