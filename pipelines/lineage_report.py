@@ -99,7 +99,7 @@ def format_lineage(report: Dict[str, Any]) -> str:
         lines.append("  (the chain back to the source data is incomplete in ML Metadata)")
     for run in report.get("batch_runs", []):
         props = run["properties"]
-        lines.append(f"  → batch_predict run {run['run_id'][:28]}  {run['uri']}  {props.get('scored', '?')} of "
+        lines.append(f"  → batch_predict run {run['run_id']}  {run['uri']}  {props.get('scored', '?')} of "
                      f"{props.get('rows', '?')} rows scored, {props.get('errors', '?')} dead letters, data sha256 "
                      f"{str(props.get('data_sha256', '?'))[:12]}")
     return "\n".join(lines)

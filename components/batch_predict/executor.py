@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 from prodml.components.batch_predict import core, dead_letters, outputs, sources, worker
 from prodml.components.common import artifacts, dataio, defaults, keys, lineage, registry
 from prodml.components.common.errors import ConfigError, InputDataError
-from prodml.components.common.logs import get_logger, silence_tensorflow
+from prodml.components.common.logs import get_logger
 from prodml.components.common.names import check_model_name, check_version
 
 log = get_logger(__name__)
@@ -68,7 +68,6 @@ def run_batch_predict(data_uri: str, output_uri: str, model_dir: str = "", regis
         "model_name", "model_version", "data_uri", "data_sha256", "data_size_bytes", "engine",
         "worker_processes", "output_format", "seconds", "rows_per_second", "columns", "first_errors"}``.
     """
-    silence_tensorflow()
     fmt = outputs.check_format(output_format)
     engine = _check_engine(engine)
     max_error_rate = _check_rate(max_error_rate)

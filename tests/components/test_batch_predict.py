@@ -480,3 +480,31 @@ def test_component_body_publishes_logs_metrics_and_records_lineage(bad_csv, mode
     assert step["outputs"]["predictions"]["properties"]["errors"] == len(BAD_ROWS)
     assert step["inputs"]["model"]["uri"] == registry.version_uri(str(model_registry), MODEL, 1)
     assert step["inputs"]["data"]["properties"]["sha256"] == outputs.summary_of(predictions.uri)["data_sha256"]
+
+
+def test_nightly_schedule_submits_the_batch_pipeline(monkeypatch, tmp_path, capsys):
+    """``prodml submit --pipeline batch-prediction --recurring``, against test_submit.py's stub KFP API."""
+    import importlib.util
+
+    from prodml.pipelines import cli, submit
+
+    spec = importlib.util.spec_from_file_location("kfp_stub", pathlib.Path(__file__).parent.parent / "test_submit.py")
+    stub_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stub_module)
+    for name in (submit.HOST_ENV, submit.UI_HOST_ENV, submit.TOKEN_ENV, "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    stub = stub_module.StubKfpApi()
+    try:
+        code = cli.main(["submit", "--host", stub.host, "--pipeline", "batch-prediction", "--recurring", "0 2 * * *",
+                         "--param", "data_uri=gs://b/trips/", "--param", "model_name=chicago-taxi",
+                         "--param", "registry_uri=gs://b/registry", "--param", "overwrite=true"])
+        assert code == 0, capsys.readouterr().err
+        [job] = stub.find("POST", "/apis/v2beta1/recurringruns")
+    finally:
+        stub.close()
+    body = job["json"]
+    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "prodml-batch-prediction"
+    assert body["trigger"] == {"cron_schedule": {"cron": "0 0 2 * * *"}}
+    assert body["runtime_config"]["parameters"]["model_name"] == "chicago-taxi"
+    assert body["runtime_config"]["parameters"]["overwrite"] is True
