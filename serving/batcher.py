@@ -14,12 +14,14 @@ An idle server adds no wait to speak of. Under load, a forming batch waits for m
 long as the event loop keeps bringing new ones, up to ``max_wait_ms``.
 
 A large request (more than ``offload_rows`` rows) is the exception: it would hold the event loop
-(and with it every health probe) for the whole model call, so it is served alone, in a worker
-thread, in chunks of at most ``offload_rows`` rows (TensorFlow releases the GIL while it runs).
+(and with it every health probe) for the whole model call, so it is served alone, in the worker
+thread of ``run_large``, in chunks of at most ``offload_rows`` rows (TensorFlow releases the GIL
+while it runs).
 """
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -36,6 +38,14 @@ _IDLE_TURNS = 6
 # Rows above which a request is predicted off the event loop, in chunks of this size: a model
 # call of this many rows takes some tens of milliseconds on the taxi model.
 OFFLOAD_ROWS = 4096
+# One thread for the heavy work of large requests (validation, model calls): with more, their
+# Python-level work would take the GIL from the event loop most of the time.
+_LARGE_WORK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prodml-large")
+
+
+async def run_large(fn, *args):
+    """``fn(*args)`` off the event loop, in the one thread that serves large requests."""
+    return await asyncio.get_running_loop().run_in_executor(_LARGE_WORK, fn, *args)
 
 
 class _Item:
@@ -101,8 +111,7 @@ class MicroBatcher:
 
     async def _serve_alone(self, version, columns: Dict[str, np.ndarray], rows: int) -> BatchResult:
         """A large request: predicted in a worker thread, chunk by chunk, then observed on the loop."""
-        predictions = await asyncio.get_running_loop().run_in_executor(
-            None, _predict_in_chunks, version, columns, rows, self.offload_rows)
+        predictions = await run_large(_predict_in_chunks, version, columns, rows, self.offload_rows)
         self._observe(version, columns, predictions, 1)
         return BatchResult(predictions, version)
 
@@ -167,7 +176,7 @@ class MicroBatcher:
         if self._on_batch is not None:
             try:
                 self._on_batch(version, columns, predictions, n_requests)
-            except Exception:  # noqa: BLE001 - observers never fail a request
+            except Exception:
                 logger.exception("batch observer failed")
 
 

@@ -13,7 +13,6 @@ version is warm, and rolls over to newer ones with ``poll_seconds``. A request m
 version (V2 ``/versions/<v>/infer``, gRPC ``model_version``): it is served only by that version.
 """
 
-import asyncio
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -26,7 +25,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from prodml.components.common.logs import get_logger
 from prodml.serving import codec, metrics
-from prodml.serving.batcher import BatchResult, MicroBatcher
+from prodml.serving.batcher import BatchResult, MicroBatcher, run_large
 from prodml.serving.errors import InvalidRequest, VersionNotServed
 from prodml.serving.model_source import ModelSource
 from prodml.serving.model_version import ModelVersion
@@ -152,7 +151,7 @@ class ProdmlModel(Model):
     async def _infer(self, body, offload: bool) -> Tuple[Any, Dict[str, str]]:
         response_headers: Dict[str, str] = {}
         if offload:
-            prepared = await asyncio.get_running_loop().run_in_executor(None, self._prepare, body)
+            prepared = await run_large(self._prepare, body)
         else:
             prepared = self._prepare(body)
         result = await self.predict(prepared)
@@ -173,7 +172,7 @@ class ProdmlModel(Model):
     async def _predict_columns(self, decode, requested: Optional[str], offload: bool) -> BatchResult:
         version = self.serving_version(requested)
         if offload:
-            columns, rows = await asyncio.get_running_loop().run_in_executor(None, decode, version.features)
+            columns, rows = await run_large(decode, version.features)
         else:
             columns, rows = decode(version.features)
         return await self._batcher.submit(version, columns, rows)

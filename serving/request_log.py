@@ -130,7 +130,7 @@ class RequestLogger:
         if len(self._queue) >= self._max_queued:
             self._dropped.inc()
             return
-        self._queue.append((datetime.datetime.now(datetime.timezone.utc), version, columns, predictions))
+        self._queue.append((datetime.datetime.now(datetime.UTC), version, columns, predictions))
 
     def close(self, timeout: float = 10.0) -> None:
         """Writes what is queued and stops."""

@@ -13,6 +13,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from prodml.components.common import keys
 from prodml.serving.batcher import BatchResult
 
+
 def v2_json(model_name: str, request_id: Optional[Any], served: BatchResult) -> dict:
     """The V2 REST response body (serialize with orjson's ``OPT_SERIALIZE_NUMPY``)."""
     predictions = served.predictions

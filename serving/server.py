@@ -25,20 +25,15 @@ import functools
 import logging
 import signal
 from concurrent import futures
-from http import HTTPStatus
 from typing import Dict, List, Optional
 
 import orjson
 from fastapi import FastAPI
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from uvicorn.importer import import_from_string
 from grpc import aio
 from kserve import ModelServer
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import ModelNotReady
 from kserve.model import BaseKServeModel
-from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -46,6 +41,10 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from uvicorn.importer import import_from_string
 
 from prodml.components.common.logs import get_logger
 from prodml.serving import codec, errors, responses

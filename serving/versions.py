@@ -122,6 +122,8 @@ class VersionManager:
             if previous is not None:
                 self._stop.wait(OLD_VERSION_GRACE_SECONDS)
             _freeze_long_lived_objects()
+            if previous is not None:
+                logger.info("model %s: version %d released", self.model_name, previous)
 
     def _run(self) -> None:
         while not self._stop.is_set():

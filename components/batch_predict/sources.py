@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import gzip
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -201,12 +202,15 @@ def _hash_file(uri: str, sha) -> int:
 # ---- CSV -----------------------------------------------------------------------------------------
 
 def _record_ends(data: np.ndarray, quotes_before: int) -> Tuple[np.ndarray, int]:
-    """Offsets of the newlines that end a record in ``data``, and the quote count after it."""
-    is_quote = data == _QUOTE
-    quotes = np.cumsum(is_quote, dtype=np.int64)
+    """Offsets of the newlines that end a record in ``data``, and the parity of the quotes up to its end."""
     newlines = np.flatnonzero(data == _NEWLINE)
+    is_quote = data == _QUOTE
+    if not is_quote.any():
+        return (newlines if quotes_before % 2 == 0 else newlines[:0]), quotes_before
+    # Only the parity matters, so a uint8 running count (it wraps at 256, an even number) will do.
+    quotes = np.cumsum(is_quote, dtype=np.uint8)
     ends = newlines[(quotes[newlines] + quotes_before) % 2 == 0]
-    return ends, quotes_before + (int(quotes[-1]) if len(quotes) else 0)
+    return ends, (quotes_before + int(quotes[-1])) % 2
 
 
 def _blank(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -369,6 +373,53 @@ def _task_names(task: Task) -> List[str]:
 
 
 def _parse_records(task: Task, names: List[str], records: List[bytes], lines: List[int], first_row: int) -> Chunk:
+    """Records → a chunk: pyarrow's CSV parser when every record is well formed, else record by record."""
+    cells = _parse_with_arrow(names, records)
+    if cells is not None:
+        return Chunk(task.file, cells, RecordText(records), np.arange(first_row, first_row + len(records)),
+                     np.array(lines))
+    return _parse_one_by_one(task, names, records, lines, first_row)
+
+
+def _parse_with_arrow(names: List[str], records: List[bytes]) -> Optional[Dict[str, np.ndarray]]:
+    """Every cell as text (C speed); None when a record breaks the format (then it is found one by one)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    data = b"".join(records)
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(data),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=max(1 << 20, len(data) + 1)),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if table.num_rows != len(records):
+        return None
+    table = table.combine_chunks()
+    return {name: table.column(i).chunk(0).to_numpy(zero_copy_only=False) if table.column(i).num_chunks
+            else np.empty(0, dtype=object) for i, name in enumerate(names)}
+
+
+class RecordText:
+    """Each record's text as read, decoded only when asked (for a dead letter)."""
+
+    def __init__(self, records: List[bytes]):
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, i: int) -> str:
+        return self._records[i].decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _parse_one_by_one(task: Task, names: List[str], records: List[bytes], lines: List[int],
+                      first_row: int) -> Chunk:
     n, width = len(records), len(names)
     raw: List[str] = []
     broken: Dict[int, str] = {}

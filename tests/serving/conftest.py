@@ -23,8 +23,16 @@ try:  # the runtime environment has no KServe: it collects nothing here
 except ImportError:
     collect_ignore_glob = ["test_*.py"]
 else:
-    from .serving_support import (EPOCHS, HERE, MODEL_NAME, TAXI_SMALL, parse_value, publish, runtime_python,
-                                  start_server)
+    from .serving_support import (
+        EPOCHS,
+        HERE,
+        MODEL_NAME,
+        TAXI_SMALL,
+        parse_value,
+        publish,
+        runtime_python,
+        start_server,
+    )
 
 
 @pytest.fixture(scope="session")

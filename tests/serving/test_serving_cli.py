@@ -29,6 +29,7 @@ def test_empty_registry_is_a_config_error(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_registry_or_model_dir_is_required_once(tmp_path):
     done = _serve("--model_name", MODEL_NAME, "--registry", str(tmp_path), "--model_dir", str(tmp_path))
     assert done.returncode == 2 and "not allowed with argument" in done.stderr
