@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from prodml.components.common import defaults, names
 from prodml.components.common.errors import EXIT_INTERRUPTED, ConfigError, ProdmlError
+from prodml.components.common.logs import silence_tensorflow
 
 SERVING_PYTHON_ENV = "PRODML_SERVING_PYTHON"
 
@@ -18,6 +19,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "verbose", False):
         os.environ["PRODML_VERBOSE"] = "1"
+    silence_tensorflow()
     try:
         return args.handler(args) or 0
     except ProdmlError as e:

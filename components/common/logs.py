@@ -28,6 +28,9 @@ def silence_tensorflow() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Beam logs some progress (BatchElements statistics) through the root logger itself;
+    # prodml's own logger does not propagate, so this quiets only third-party chatter.
+    logging.getLogger().setLevel(logging.WARNING)
     try:
         import absl.logging
 

@@ -181,8 +181,8 @@ def _find_column(name: str, names: List[str], what: str) -> str:
     for candidate in (name, columns.sanitise(str(name).strip())):
         if candidate in names:
             return candidate
-    error = InputDataError if what == "label" else ConfigError
-    raise error(f"The {what} '{name}' is not a column of the data. Columns: {', '.join(names)}.")
+    # A name given as a parameter that the file lacks is a usage error, as preflight reports it.
+    raise ConfigError(f"The {what} '{name}' is not a column of the data. Columns: {', '.join(names)}.")
 
 
 def _check_splits(row_counts: Dict[str, int], total: int, data_uri: str) -> None:
