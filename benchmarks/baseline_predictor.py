@@ -12,10 +12,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import kserve  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse  # noqa: E402
+import kserve
+import numpy as np
+import tensorflow as tf
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 
 class BaselinePredictor(kserve.Model):

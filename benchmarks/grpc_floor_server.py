@@ -8,7 +8,6 @@ request is what grpcio itself costs on this machine: no predictor can go below i
 """
 
 import argparse
-import asyncio
 
 import uvloop
 from grpc import aio

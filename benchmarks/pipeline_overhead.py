@@ -107,7 +107,7 @@ def main() -> None:
                      "pipeline_min_s": min(pipe), "pipeline_max_s": max(pipe),
                      "in_process_median_s": statistics.median(direct),
                      "ratio": statistics.median(pipe) / statistics.median(direct)})
-    print(f"| stage | kfp.local pipeline (median, min–max) | in-process (median) | ratio |")
+    print("| stage | kfp.local pipeline (median, min–max) | in-process (median) | ratio |")
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['stage']} | {r['pipeline_median_s']:.1f} s ({r['pipeline_min_s']:.1f}–{r['pipeline_max_s']:.1f}) "

@@ -217,7 +217,7 @@ def measure_servers(servers: Dict[str, List[str]], payloads: dict, concurrencies
     """
     running = {name: start(command, cpus, workdir) for name, command in servers.items()}
     try:
-        for name, (proc, http_port, _, log_path) in running.items():
+        for proc, http_port, _, log_path in running.values():
             wait_ready(proc, f"http://127.0.0.1:{http_port}", log_path)
         cells = {name: {p: {str(c): [] for c in concurrencies} for p in PROTOCOLS} for name in servers}
         for protocol in PROTOCOLS:

@@ -16,8 +16,14 @@ import yaml
 
 from prodml.components.common.errors import ConfigError
 from prodml.pipelines.compile import COMPONENTS
-from prodml.pipelines.component_manifests import (interface_of, load_component, read_metadata, required_bump,
-                                                  verify_manifest, version_problem)
+from prodml.pipelines.component_manifests import (
+    interface_of,
+    load_component,
+    read_metadata,
+    required_bump,
+    verify_manifest,
+    version_problem,
+)
 from prodml.pipelines.component_versions import VERSIONS
 
 REPO = pathlib.Path(__file__).parent.parent

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import LABEL, TAXI_SMALL
 
 pytestmark = pytest.mark.e2e

@@ -18,9 +18,9 @@ import yaml
 # The runtime environment has jsonschema; the serving one (which only collects this file) does not.
 jsonschema = pytest.importorskip("jsonschema")
 
-from prodml.components.common import images
-from prodml.components.common.errors import ConfigError
-from prodml.components.push import inferenceservice as isvc
+from prodml.components.common import images  # noqa: E402 - after the importorskip above
+from prodml.components.common.errors import ConfigError  # noqa: E402
+from prodml.components.push import inferenceservice as isvc  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CRDS = REPO / "manifests" / "crds"
@@ -46,12 +46,12 @@ def strict(schema: dict) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def crd(path: pathlib.Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def validator(kind: str, api_version: str) -> jsonschema.Draft7Validator:
     """The validator for ``kind`` at ``api_version`` from the vendored CRD that defines it."""
     for path in (ISVC_CRD, SR_CRD):

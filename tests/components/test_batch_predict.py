@@ -508,3 +508,25 @@ def test_nightly_schedule_submits_the_batch_pipeline(monkeypatch, tmp_path, caps
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 2 * * *"}}
     assert body["runtime_config"]["parameters"]["model_name"] == "chicago-taxi"
     assert body["runtime_config"]["parameters"]["overwrite"] is True
+
+
+@pytest.mark.slow  # kfp.local runs the step in a subprocess, and Beam starts two workers (about 30 s)
+def test_batch_prediction_pipeline_runs_through_kfp_local(bad_csv, model_registry, tmp_path):
+    from kfp import local
+
+    from prodml.components.common import lineage
+    from prodml.pipelines.batch_prediction import batch_prediction_pipeline
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               raise_on_error=True)
+    connection = f"sqlite:///{tmp_path}/metadata.sqlite"
+    out = tmp_path / "scored"
+    task = batch_prediction_pipeline(data_uri=str(bad_csv), model_name=MODEL, registry_uri=str(model_registry),
+                                     output_uri=str(out), id_columns=[LABEL], max_error_rate=0.05,
+                                     metadata_connection=connection)
+    assert task.output.metadata["scored"] == ROWS - len(BAD_ROWS)
+    assert task.output.metadata["output_uri"] == str(out)
+    frame = outputs.read_predictions(str(out))
+    assert list(frame.columns) == [LABEL, "probability_1", "predicted_big_tipper", "model_version"]
+    [uri] = [a.uri for a in lineage.connect(connection).get_artifacts() if a.uri == str(out)]
+    assert uri == str(out)
