@@ -3,6 +3,7 @@
 import os
 from typing import Dict, List
 
+from prodml.components.batch_predict.component import batch_predict
 from prodml.components.deploy.component import deploy
 from prodml.components.evaluate.component import evaluate
 from prodml.components.ingest.component import ingest
@@ -12,7 +13,7 @@ from prodml.components.transform.component import transform
 from prodml.components.validate.component import validate
 
 COMPONENTS = {"ingest": ingest, "validate": validate, "transform": transform, "train": train,
-              "evaluate": evaluate, "push": push, "deploy": deploy}
+              "evaluate": evaluate, "push": push, "deploy": deploy, "batch_predict": batch_predict}
 REPO_MANIFESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "manifests")
 
 
@@ -44,32 +45,24 @@ def compile_all(manifests_dir: str = REPO_MANIFESTS) -> List[str]:
     """
     from prodml.pipelines.component_manifests import write_manifest
 
-    written = [compile_pipeline(os.path.join(manifests_dir, "pipelines", "training_pipeline.yaml"))]
+    written = [compile_pipeline(os.path.join(manifests_dir, "pipelines", "training_pipeline.yaml")),
+               compile_batch_prediction_pipeline(manifests_dir)]
     for name in COMPONENTS:
         path = compile_component(name, os.path.join(manifests_dir, "components", name, "component.yaml"))
         written += write_manifest(name, COMPONENTS[name], path)
     return written
 
 
-def compile_batch_prediction(manifests_dir: str = REPO_MANIFESTS) -> List[str]:
-    """Compiles the batch prediction pipeline and the batch_predict component (YAML, metadata, README).
-
-    Kept apart from ``COMPONENTS`` (the training pipeline's steps) until ``keys.COMPONENT_ARTIFACTS``
-    lists batch_predict; then it joins ``COMPONENTS`` and :func:`compile_all` calls this.
-    """
+def compile_batch_prediction_pipeline(manifests_dir: str = REPO_MANIFESTS) -> str:
+    """Writes the batch prediction pipeline as KFP v2 YAML (schedule it with a recurring run)."""
     from kfp import compiler
 
-    from prodml.components.batch_predict.component import batch_predict
     from prodml.pipelines.batch_prediction import batch_prediction_pipeline
-    from prodml.pipelines.component_manifests import write_manifest
 
-    pipeline_path = os.path.join(manifests_dir, "pipelines", "batch_prediction_pipeline.yaml")
-    os.makedirs(os.path.dirname(pipeline_path), exist_ok=True)
-    compiler.Compiler().compile(batch_prediction_pipeline, pipeline_path)
-    path = os.path.join(manifests_dir, "components", "batch_predict", "component.yaml")
+    path = os.path.join(manifests_dir, "pipelines", "batch_prediction_pipeline.yaml")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    compiler.Compiler().compile(batch_predict, path)
-    return [pipeline_path] + write_manifest("batch_predict", batch_predict, path)
+    compiler.Compiler().compile(batch_prediction_pipeline, path)
+    return path
 
 
 def component_paths(manifests_dir: str = REPO_MANIFESTS) -> Dict[str, str]:

@@ -331,7 +331,9 @@ def label_problem_types(values: pd.Series, problem_type: str, label: str,
         return (keys.REGRESSION,), f" (label '{label}' holds decimals, so auto means regression)"
     if n > labels.MAX_AUTO_CLASSES:
         return (keys.REGRESSION,), f" (label '{label}' has {counted})"
-    return ((keys.MULTICLASS, keys.REGRESSION) if n > 2 else ALL_PROBLEM_TYPES), ""
+    # Two integer values: auto makes it binary, or multiclass if later rows bring more classes;
+    # regression would take more than MAX_AUTO_CLASSES distinct values after these two.
+    return ((keys.MULTICLASS, keys.REGRESSION) if n > 2 else (keys.BINARY, keys.MULTICLASS)), ""
 
 
 def _preview(classes: List[Any], n: int = 5) -> str:
@@ -367,6 +369,19 @@ def check_values(params: Mapping[str, Any]) -> None:
     check_string_list(params.get("beam_args") or [], "beam_args")
     if params.get("na_values") is not None:
         check_string_list(params["na_values"], "na_values")
+    check_no_password(params.get("metadata_connection") or "")
+
+
+def check_no_password(connection: str) -> None:
+    """A password must not travel as a pipeline parameter: KFP stores, shows and records those."""
+    from prodml.components.common import lineage
+
+    if isinstance(connection, str) and lineage.redact(connection) != connection:
+        raise ConfigError(
+            f"metadata_connection '{lineage.redact(connection)}' carries a password, which Kubeflow "
+            "Pipelines would store and show with the run's parameters. Drop it from the URL "
+            "(mysql://USER@HOST:3306/DB) and give it as $PRODML_METADATA_PASSWORD, in the cluster "
+            "from a Kubernetes Secret (compile or submit with PRODML_METADATA_SECRET=<secret name>).")
 
 
 def check_training(data_uri: str, label: str, model_name: str, params: Mapping[str, Any],

@@ -39,8 +39,10 @@ ERRORS = {
                                "float32 number (at most 3.403e+38 in magnitude). Replace it with a finite value, "
                                "leave the cell empty for a missing value, or pass 'amount' in drop_columns.",
     "question_marks.csv": "Column 'horsepower' holds numbers in 38 of its 40 non-empty cells, but line 10 of {path} "
-                          "has '?' (1 more cell is not a number either). If '?' marks a missing value, list it in "
-                          "na_values (--na-values); otherwise correct the cell, or pass 'horsepower' in "
+                          "has '?' (1 more cell is not a number either). If '?' marks a missing value, add it to the "
+                          "markers: na_values (--na-values) replaces the list, so give --na-values='"
+                          + ",".join(sorted((set(defaults.NA_VALUES) | {"?"}) - {""})) + "'; "
+                          "otherwise correct the cell, or pass 'horsepower' in "
                           "drop_columns. A column is read as text only when fewer than 90% of its cells are numbers.",
 }
 

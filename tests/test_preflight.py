@@ -216,7 +216,7 @@ def test_auto_on_a_text_label_with_too_many_classes_is_refused():
 
 
 @pytest.mark.parametrize("values, expected", [
-    (["0", "1", "0"], ALL_TYPES),                       # more rows may bring more classes, or decimals
+    (["0", "1", "0"], (keys.BINARY, keys.MULTICLASS)),  # more rows may bring more classes
     (["0", "1", "2"], (keys.MULTICLASS, keys.REGRESSION)),
     (["1.5", "2", "3"], (keys.REGRESSION,)),
     ([str(i) for i in range(30)], (keys.REGRESSION,)),  # more integers than auto makes classes of
@@ -321,3 +321,17 @@ def test_values_alone_are_checked_without_any_file():
         preflight.check_values({"thresholds": {"acc": 0.9}})
     with pytest.raises(ConfigError, match="Unknown metric 'auc' .* a regression model is judged on rmse"):
         preflight.check_values({"problem_type": "regression", "thresholds": {"auc": 0.9}})
+
+
+def test_a_regression_threshold_on_a_two_valued_label_is_refused_before_any_work():
+    with pytest.raises(ConfigError, match="'rmse'"):
+        preflight.check_threshold_names({"rmse": 1.0}, _types(["0", "1", "0"]))
+
+
+def test_a_password_in_the_metadata_connection_is_refused_and_not_echoed():
+    with pytest.raises(ConfigError) as error:
+        preflight.check_values({"metadata_connection": "mysql://u:s3cr%40t@db:3306/mlmd"})
+    message = str(error.value)
+    assert "carries a password" in message and "PRODML_METADATA_PASSWORD" in message
+    assert "s3cr" not in message
+    preflight.check_values({"metadata_connection": "mysql://u@db:3306/mlmd"})

@@ -31,8 +31,8 @@ CHUNK_ROWS = 10_000         # rows scored at a time within a task: bounds a work
 DEAD_LETTER_SUFFIX = "-dead-letters"
 PROGRESS_SECONDS = 10.0
 COMPONENT = "batch_predict"
-PIPELINE_NAME = "prodml-batch-prediction"   # the ML Metadata pipeline context of batch runs
-PREDICTIONS_KEY = "predictions"
+PIPELINE_NAME = defaults.BATCH_PIPELINE_NAME
+PREDICTIONS_KEY = keys.PREDICTIONS_KEY
 DATA_KEY = "data"
 
 

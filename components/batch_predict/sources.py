@@ -392,7 +392,8 @@ def _parse_with_arrow(names: List[str], records: List[bytes]) -> Optional[Dict[s
     try:
         table = pcsv.read_csv(
             io.BytesIO(data),
-            read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=max(1 << 20, len(data) + 1)),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=False,
+                                          block_size=max(1 << 20, len(data) + 1)),
             parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))

@@ -12,6 +12,7 @@ SEED = 42
 TOLERANCE = 0.01
 SPLIT_RATIOS = dict(keys.DEFAULT_SPLIT_RATIOS)
 PIPELINE_NAME = "prodml-training"
+BATCH_PIPELINE_NAME = "prodml-batch-prediction"  # the ML Metadata pipeline context of batch runs
 
 # Cells read as missing in CSV files, wherever they appear: pandas 2's default NA set
 # (pandas 1.5, which TFDV pins, lacks "None").

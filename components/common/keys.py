@@ -46,6 +46,8 @@ PUSHED_MODEL_KEY = "pushed_model"          # push: points at the registry versio
 MODEL_CARD_KEY = "model_card"              # push: the model card as Markdown
 DEPLOYMENT_KEY = "deployment"              # deploy: the deployment record
 DEPLOYMENT_CARD_KEY = "deployment_card"    # deploy: the deployment as Markdown
+PREDICTIONS_KEY = "predictions"            # batch_predict: the published prediction set
+SUMMARY_KEY = "summary"                    # batch_predict: the run as Markdown
 
 # The artifacts each component reads and writes, as TFX's standard_component_specs declares them.
 COMPONENT_ARTIFACTS = {
@@ -60,6 +62,7 @@ COMPONENT_ARTIFACTS = {
     "push": {"inputs": (MODEL_KEY, BLESSING_KEY, EVALUATION_KEY, EXAMPLES_KEY),
              "outputs": (PUSHED_MODEL_KEY, MODEL_CARD_KEY)},
     "deploy": {"inputs": (PUSHED_MODEL_KEY,), "outputs": (DEPLOYMENT_KEY, DEPLOYMENT_CARD_KEY)},
+    "batch_predict": {"inputs": (MODEL_KEY,), "outputs": (PREDICTIONS_KEY, METRICS_KEY, SUMMARY_KEY)},
 }
 
 # The InferenceService that push writes: metadata deploy reads back from a live service.

@@ -19,7 +19,7 @@ The decision is made from counts over every row (:class:`ColumnProfile`), never 
 import dataclasses
 import math
 import re
-from typing import Callable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -138,8 +138,12 @@ class ColumnProfile:
             return keys.BYTES
         return keys.INT if self.integers == self.present else keys.FLOAT
 
-    def kind(self) -> Optional[str]:
-        """The column's kind (None if it has no value); an InputDataError if it cannot have one."""
+    def kind(self, markers: Iterable[str] = ()) -> Optional[str]:
+        """The column's kind (None if it has no value); an InputDataError if it cannot have one.
+
+        ``markers`` are the missing-value markers in use, quoted in the error so that the user can
+        extend the list (``na_values`` replaces it) rather than lose the defaults.
+        """
         kind = self.provisional_kind()
         if kind == keys.BYTES and self.numbers >= MOSTLY_NUMERIC * self.present:
             cell = self.first_text
@@ -149,7 +153,8 @@ class ColumnProfile:
                 f"cells, but {cell.where} has {cell.value!r}"
                 + (f" ({others - 1:,} more {'cell is not a number' if others == 2 else 'cells are not numbers'} "
                    "either)" if others > 1 else "")
-                + f". If {cell.value!r} marks a missing value, list it in na_values (--na-values); "
+                + f". If {cell.value!r} marks a missing value, add it to the markers: na_values "
+                f"(--na-values) replaces the list, so give {_extended(markers, cell.value)}; "
                 f"otherwise correct the cell, or pass '{self.name}' in drop_columns. A column is read as "
                 f"text only when fewer than {MOSTLY_NUMERIC:.0%} of its cells are numbers.")
         if kind in (keys.INT, keys.FLOAT) and self.first_out_of_range is not None:
@@ -161,6 +166,12 @@ class ColumnProfile:
                 f"finite value, leave the cell empty for a missing value, or pass '{self.name}' in "
                 "drop_columns.")
         return kind
+
+
+def _extended(markers: Iterable[str], value: str) -> str:
+    """The ``--na-values`` argument that keeps ``markers`` and adds ``value``."""
+    listed = ",".join(sorted(m for m in set(markers) | {value} if m))
+    return f"--na-values='{listed}'"
 
 
 def _fits_int64(literal: str) -> bool:

@@ -75,7 +75,7 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
                     attempt = None
                 if attempt is not None:
                     attempt.write(chunk)
-            kinds = {name: profile.kind() for name, profile in profiles.items()}
+            kinds = {name: profile.kind(markers) for name, profile in profiles.items()}
             if attempt is None:
                 attempt = _rewrite(files, chunk_rows, markers, fingerprint, data_uri,
                                    _Attempt(output_dir, ratios, label_name, source, kinds))

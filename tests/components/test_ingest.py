@@ -12,6 +12,13 @@ from prodml.components.common import keys
 from prodml.components.common.errors import ConfigError, InputDataError
 from prodml.components.ingest.executor import run_ingest
 
+
+def _keeping_defaults(marker):
+    """The --na-values argument an error suggests: the default markers plus ``marker``."""
+    from prodml.components.common import defaults
+
+    return "--na-values='" + ",".join(sorted((set(defaults.NA_VALUES) | {marker}) - {""})) + "'"
+
 DATA = pathlib.Path(__file__).parent.parent / "testdata" / "ingest"
 TYPES = DATA / "types.csv"
 
@@ -228,7 +235,7 @@ def test_missing_file_names_the_path(tmp_path):
 
 
 def test_missing_label_lists_the_columns(tmp_path):
-    with pytest.raises(InputDataError, match=r"'tip'.*Columns: id, fare____, payment_type"):
+    with pytest.raises(ConfigError, match=r"'tip'.*Columns: id, fare____, payment_type"):
         run_ingest(str(TYPES), str(tmp_path), label="tip")
 
 
@@ -259,7 +266,8 @@ def test_non_numeric_value_after_the_first_chunk_names_column_line_and_value(tmp
         run_ingest(str(DATA / "late_bad_value.csv"), str(tmp_path), label="label", chunk_rows=10)
     assert str(error.value) == (
         f"Column 'fare' holds numbers in 29 of its 30 non-empty cells, but line 25 of {DATA / 'late_bad_value.csv'} "
-        "has 'twelve'. If 'twelve' marks a missing value, list it in na_values (--na-values); otherwise correct "
+        "has 'twelve'. If 'twelve' marks a missing value, add it to the markers: na_values (--na-values) "
+        f"replaces the list, so give {_keeping_defaults('twelve')}; otherwise correct "
         "the cell, or pass 'fare' in drop_columns. A column is read as text only when fewer than 90% of its "
         "cells are numbers.")
     assert not (tmp_path / keys.DATA_VERSION_FILE).exists()
@@ -318,7 +326,8 @@ def test_na_values_replace_the_default_markers(tmp_path):
     (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(InputDataError, match=r"^Column 'n' holds numbers in 30 of its 31 non-empty cells, "
                                              r"but line 32 of .*d.csv has '-'\. If '-' marks a missing value, "
-                                             r"list it in na_values \(--na-values\)"):
+                                             r"add it to the markers: na_values \(--na-values\) replaces "
+                                             r"the list, so give --na-values='.*,-,.*'"):
         run_ingest(str(tmp_path / "d.csv"), str(tmp_path / "a"), label="label")
     version = run_ingest(str(tmp_path / "d.csv"), str(tmp_path / "b"), label="label", na_values=["-", "NA"])
     assert version["columns"] == {"n": "INT", "s": "BYTES", "label": "INT"}
