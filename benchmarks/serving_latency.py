@@ -50,7 +50,7 @@ V2_DATATYPES = {"INT": "FP64", "FLOAT": "FP32", "BYTES": "BYTES"}
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_dir", help="Registry root, model folder of versions, or one SavedModel.")
+    parser.add_argument("--model_dir", help="A registry root holding the benchmark model (default: train one).")
     parser.add_argument("--data", default=os.path.join(REPO, "data", "chicago_taxi", "data.csv"))
     parser.add_argument("--rows", type=int, default=2000, help="Distinct raw rows cycled through.")
     parser.add_argument("--duration", type=float, default=3.0, help="Measured seconds per scenario.")
@@ -81,9 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         log_file = os.path.join(workdir, "requests.jsonl")
         servers = {
             "prodml": [sys.executable, "-m", "prodml.serving", "--model_name", MODEL_NAME,
-                       "--model_dir", version_dir],
+                       "--saved_model", version_dir],
             "prodml+log": [sys.executable, "-m", "prodml.serving", "--model_name", MODEL_NAME,
-                           "--model_dir", version_dir, "--log_requests", log_file],
+                           "--saved_model", version_dir, "--log_requests", log_file],
             "baseline": [sys.executable, os.path.join(REPO, "benchmarks", "baseline_predictor.py"),
                          "--model_name", MODEL_NAME, "--model_dir", version_dir],
         }

@@ -148,7 +148,9 @@ def _parser() -> argparse.ArgumentParser:
                                          ".tmp-* files and pipeline_root folders of killed runs under --root, "
                                          "removes them, and records the lineage of a version whose push was "
                                          "killed after publishing. Anything newer than --older-than is left "
-                                         "alone unless its process is known to be dead.")
+                                         "alone, except claims, staging folders and pushes whose process on "
+                                         "this host is known to be dead (run folders record no process: use "
+                                         "--older-than 0 when no run is in progress).")
     gc.add_argument("--root", default=None, help="local home (default $PRODML_HOME or ~/.prodml)")
     gc.add_argument("--dry-run", action="store_true", help="report only; change nothing")
     gc.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
@@ -220,10 +222,8 @@ def _run_training(args) -> int:
 
 
 def _run_batch_predict(args) -> int:
-    from prodml.components.common.logs import silence_tensorflow
     from prodml.pipelines.batch_prediction import run_batch_prediction
 
-    silence_tensorflow()
     result = run_batch_prediction(
         data_uri=args.data, model_name=args.model_name, root=args.root, version=args.version,
         output_uri=args.output, output_format=args.format, id_columns=_split_list(args.id_columns),

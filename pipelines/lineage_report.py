@@ -2,7 +2,7 @@
 
 from typing import Any, Dict, List, Optional
 
-from prodml.components.common import lineage, names, registry
+from prodml.components.common import dataio, lineage, names, registry
 from prodml.components.common.errors import RegistryError
 
 # The main line from a pushed model back to its source: (component, the input that leads further back).
@@ -24,11 +24,14 @@ def model_lineage(connection: str, registry_uri: str, model_name: str,
         raise RegistryError(f"No version of model '{model_name}' is pushed under {registry_uri}. "
                             "Run 'prodml run training' first, or check --root and --model-name.")
     complete = registry.list_versions(registry_uri, model_name)
+    uri = registry.version_uri(registry_uri, model_name, version)
+    if version not in complete and not dataio.exists(uri):
+        raise RegistryError(f"Model '{model_name}' has no version {version} under {registry_uri} "
+                            f"(complete versions: {complete or 'none'}).")
     if version not in complete:
         raise RegistryError(f"Version {version} of '{model_name}' is not a complete version under {registry_uri} "
                             f"(complete versions: {complete or 'none'}): without its completion marker it is "
                             "still being pushed, or its pusher died ('prodml gc' removes what it left).")
-    uri = registry.version_uri(registry_uri, model_name, version)
     found = lineage.find_artifacts(connection, uri, lineage.MODEL)
     if not found:
         # A push killed between publishing and recording: record it from the version's marker.

@@ -5,7 +5,8 @@ Example::
     python -m prodml.serving --model_name chicago-taxi --registry .prodml-demo/registry --poll 10
 
 ``--registry ROOT`` serves ``ROOT/<model_name>/<version>/``; ``--model_dir DIR`` serves one model's
-folder of versions ``DIR/<version>/`` (KServe's ``/mnt/models``) or a single SavedModel.
+folder of versions ``DIR/<version>/`` (KServe's ``/mnt/models``); ``--saved_model DIR`` serves one
+SavedModel folder. The flag says which; nothing is guessed from what is on disk.
 
 Takes every flag of ``kserve.ModelServer`` (``--http_port``, ``--grpc_port``, ``--enable_grpc``,
 ``--max_threads``, ...) plus the prodml flags below.
@@ -42,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "push writes). Local path or gs://, s3:// URI.")
     where.add_argument("--model_dir", default=None,
                        help="One model's folder of integer versions <model_dir>/<version>/ (what KServe mounts at "
-                            "/mnt/models), or a single SavedModel folder. Local path or gs://, s3:// URI.")
+                            "/mnt/models). Local path or gs://, s3:// URI.")
+    where.add_argument("--saved_model", default=None,
+                       help="One SavedModel folder, served as its only version (its folder name if an integer, "
+                            "else 1).")
     parser.add_argument("--version", type=int, default=None,
                         help="Serve this version only. Default: the latest version.")
     parser.add_argument("--poll", type=float, default=0.0,
@@ -76,7 +80,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         _check_numbers(args)
-        source = ModelSource.from_flags(args.model_name, args.registry, args.model_dir)
+        source = ModelSource.from_flags(args.model_name, args.registry, args.model_dir, args.saved_model)
         model = ProdmlModel(args.model_name, source, version=args.version, poll_seconds=args.poll,
                             max_batch_size=args.max_batch_size, max_batch_wait_ms=args.max_batch_wait_ms)
         model.check_source()

@@ -7,8 +7,9 @@ started before a model's first push must watch the right folder):
   ``ROOT/<model_name>/<version>/`` (what ``prodml push`` writes; ``prodml serve`` uses this).
 - ``--model_dir DIR`` (``MODEL``): one model's folder of integer versions ``DIR/<version>/``, the
   TF Serving layout that KServe mounts at ``/mnt/models`` from a ``storageUri`` naming the model
-  in the registry. If ``DIR`` is itself a SavedModel (``DIR/saved_model.pb``), that one SavedModel
-  is served as its only version (its folder name if an integer, else 1): ``SAVED_MODEL``.
+  in the registry.
+- ``--saved_model DIR`` (``SAVED_MODEL``): one SavedModel folder, served as its only version (its
+  folder name if an integer, else 1).
 
 Which versions count is the registry's decision (``registry.list_versions``: complete versions
 only), on local paths and ``tf.io.gfile`` URIs alike.
@@ -31,22 +32,25 @@ class ModelSource:
     """The versions of one model.
 
     Args:
-        uri: the registry root (``layout=REGISTRY``) or the model's folder (``layout=MODEL``).
+        uri: the registry root (``REGISTRY``), the model's folder of versions (``MODEL``) or one
+            SavedModel folder (``SAVED_MODEL``).
         model_name: the model's name (the folder under a registry root).
-        layout: ``REGISTRY`` or ``MODEL``; a ``MODEL`` folder that is one SavedModel becomes
-            ``SAVED_MODEL``.
+        layout: ``REGISTRY``, ``MODEL`` or ``SAVED_MODEL``, as the flag said.
     """
 
     def __init__(self, uri: str, model_name: str, layout: str = REGISTRY):
-        if layout not in (REGISTRY, MODEL):
-            raise ConfigError(f"Unknown model layout '{layout}': use '{REGISTRY}' or '{MODEL}'.")
+        if layout not in (REGISTRY, MODEL, SAVED_MODEL):
+            raise ConfigError(f"Unknown model layout '{layout}': use '{REGISTRY}', '{MODEL}' or '{SAVED_MODEL}'.")
         self.uri = uri.rstrip("/") or uri
         self.model_name = model_name
         self.single_version: Optional[int] = None
         if layout == REGISTRY:
             self.layout = REGISTRY
             self.registry_uri, self.name = self.uri, model_name
-        elif is_saved_model(self.uri):
+        elif layout == SAVED_MODEL:
+            if not is_saved_model(self.uri):
+                raise ConfigError(f"--saved_model {self.uri} is not a SavedModel folder (no saved_model.pb). "
+                                  "Give a SavedModel folder, or a folder of versions with --model_dir.")
             self.layout = SAVED_MODEL
             base = _basename(self.uri)
             self.single_version = int(base) if base.isdigit() else 1
@@ -56,13 +60,17 @@ class ModelSource:
             self.registry_uri, self.name = self.uri, ""
 
     @classmethod
-    def from_flags(cls, model_name: str, registry_root: Optional[str], model_dir: Optional[str]) -> "ModelSource":
-        """The source named by ``--registry`` or ``--model_dir`` (exactly one of them)."""
-        if bool(registry_root) == bool(model_dir):
-            raise ConfigError("Give exactly one of --registry (a registry root holding <model_name>/<version>/) "
-                              "and --model_dir (one model's folder of integer versions, e.g. KServe's "
-                              "/mnt/models).")
-        return cls(registry_root, model_name, REGISTRY) if registry_root else cls(model_dir, model_name, MODEL)
+    def from_flags(cls, model_name: str, registry_root: Optional[str], model_dir: Optional[str],
+                   saved_model: Optional[str] = None) -> "ModelSource":
+        """The source named by ``--registry``, ``--model_dir`` or ``--saved_model`` (exactly one of them)."""
+        given = [(uri, layout) for uri, layout in
+                 ((registry_root, REGISTRY), (model_dir, MODEL), (saved_model, SAVED_MODEL)) if uri]
+        if len(given) != 1:
+            raise ConfigError("Give exactly one of --registry (a registry root holding <model_name>/<version>/), "
+                              "--model_dir (one model's folder of integer versions, e.g. KServe's "
+                              "/mnt/models) and --saved_model (one SavedModel folder).")
+        uri, layout = given[0]
+        return cls(uri, model_name, layout)
 
     def versions(self) -> List[int]:
         """Complete versions, ascending."""
@@ -83,7 +91,7 @@ class ModelSource:
         return versions[-1] if versions else None
 
     def path(self, version: int) -> str:
-        """The SavedModel folder of ``version``; a ConfigError names what exists instead."""
+        """The SavedModel folder of ``version``; a RegistryError names what exists instead."""
         if self.single_version is not None:
             if version != self.single_version:
                 raise ConfigError(f"--model_dir {self.uri} is a single SavedModel (version "
@@ -92,8 +100,8 @@ class ModelSource:
         versions = self.versions()
         if version not in versions:
             listed = ", ".join(map(str, versions)) if versions else "none"
-            raise ConfigError(f"Version {version} of model '{self.model_name}' is not in {self.where} "
-                              f"(complete versions there: [{listed}]).")
+            raise RegistryError(f"Version {version} of model '{self.model_name}' is not in {self.where} "
+                                f"(complete versions there: [{listed}]).")
         return self._folder(version)
 
     def _folder(self, version: int) -> str:

@@ -218,6 +218,9 @@ class ProdmlModel(Model):
             columns, rows = codec.from_v2(payload.inputs, version.features)
             return _Prepared(version, columns, rows, "grpc" if payload.from_grpc else "v2", payload)
         version = self.serving_version()
+        if isinstance(payload, (bytes, bytearray, str)):
+            # A JSON body sent with another Content-Type (curl -d sends a form type) is still JSON.
+            payload = _json_body(payload)
         if isinstance(payload, dict):
             if "instances" in payload:
                 columns, rows = codec.from_instances(payload["instances"], version.features)
@@ -303,3 +306,13 @@ def _protocol(body: Any) -> str:
         return "grpc" if body.from_grpc else "v2"
     return "v1"
 
+
+def _json_body(body) -> Any:
+    """The body decoded as JSON; an InvalidRequest says why it is not."""
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"The request body is not JSON ({e}). Send a JSON object with "
+                             "Content-Type: application/json.") from e

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
-from prodml.components.common.errors import ConfigError
+from prodml.components.common.errors import RegistryError
 from prodml.components.common.logs import get_logger
 from prodml.serving.model_source import ModelSource
 from prodml.serving.model_version import ModelVersion
@@ -62,13 +62,13 @@ class VersionManager:
         return bool(self.poll_seconds) and self.pinned is None
 
     def check(self) -> None:
-        """Fails fast (ConfigError) when there is nothing to serve and nothing to wait for."""
+        """Fails fast (RegistryError, as `prodml lineage` does) when there is nothing to serve or wait for."""
         if self.pinned is not None:
             self.source.path(self.pinned)
         elif not self.polling and self.source.latest() is None:
-            raise ConfigError(f"No version of model '{self.model_name}' under {self.source.where}. Push a model "
-                              "first, check --registry / --model_dir and --model_name, or pass --poll to wait "
-                              "for one.")
+            raise RegistryError(f"No version of model '{self.model_name}' under {self.source.where}. Push a "
+                                "model first, check the registry and the model name, or pass --poll to wait "
+                                "for one.")
 
     def served(self) -> List[str]:
         """The versions requests are served by (what the V2 metadata lists)."""

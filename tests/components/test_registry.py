@@ -345,3 +345,17 @@ def test_gc_removes_what_dead_pushers_left_and_keeps_live_work(tmp_path):
     assert registry.list_versions(reg, NAME) == [1] and _read(root / "registry", 1, "saved_model.pb") == "kept"
     assert os.path.exists(model / "3" / "saved_model.pb")  # its pusher is alive
     assert registry.publish(reg, NAME, _fill_with("next")) == 4
+
+
+def test_lineage_of_a_version_that_was_never_pushed_says_so(tmp_path):
+    from prodml.pipelines.lineage_report import model_lineage
+
+    root = str(tmp_path / "registry")
+    registry.publish(root, "m", _fill_with("one"))
+    os.makedirs(registry.version_uri(root, "m", 2))  # a folder without its marker: still arriving, or dead
+    connection = f"sqlite://{tmp_path / 'metadata.sqlite'}"
+    with pytest.raises(RegistryError) as missing:
+        model_lineage(connection, root, "m", 5)
+    assert str(missing.value) == f"Model 'm' has no version 5 under {root} (complete versions: [1])."
+    with pytest.raises(RegistryError, match=r"Version 2 of 'm' is not a complete version .*still being pushed"):
+        model_lineage(connection, root, "m", 2)

@@ -22,9 +22,9 @@ def _serve(*args, timeout=120):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
-def test_empty_registry_is_a_config_error(tmp_path):
+def test_empty_registry_is_a_registry_error(tmp_path):
     done = _serve("--model_name", MODEL_NAME, "--registry", str(tmp_path))
-    assert done.returncode == 2
+    assert done.returncode == 3  # a data/pipeline error, as `prodml lineage` says for the same registry
     assert f"No version of model '{MODEL_NAME}'" in done.stderr and "--poll" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -39,7 +39,7 @@ def test_registry_or_model_dir_is_required_once(tmp_path):
 
 def test_missing_pinned_version_names_what_exists(registry):
     done = _serve("--model_name", MODEL_NAME, "--registry", str(registry), "--version", "7")
-    assert done.returncode == 2
+    assert done.returncode == 3
     assert "Version 7" in done.stderr and "[1]" in done.stderr
 
 

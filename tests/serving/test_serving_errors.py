@@ -177,6 +177,18 @@ def test_server_survives_errors(http, rows):
     assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
 
 
+def test_v1_json_sent_with_a_form_content_type_is_still_json(http, rows):
+    """curl -d @request.json sends application/x-www-form-urlencoded, as KServe's docs show it."""
+    import json
+
+    body = json.dumps({"instances": rows[:2]}).encode()
+    reply = http.post(PREDICT, content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["predictions"] == http.post(PREDICT, json={"instances": rows[:2]}).json()["predictions"]
+    reply = http.post(PREDICT, content=b"instances=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 400 and "is not JSON" in reply.json()["error"]
+
+
 def _binary_request(rows, kinds, break_input=None, extra=b""):
     """A binary V2 body (KServe's client encoding); ``break_input`` gets one byte fewer than declared."""
     inputs, blobs = [], b""

@@ -17,7 +17,7 @@ from grpc import StatusCode
 from kserve.errors import ModelNotFound, ModelNotReady
 
 from prodml.components.common import registry
-from prodml.components.common.errors import ConfigError
+from prodml.components.common.errors import ConfigError, RegistryError
 from prodml.serving import codec, errors
 from prodml.serving.batcher import MicroBatcher
 from prodml.serving.model_source import MODEL, REGISTRY, SAVED_MODEL, ModelSource
@@ -272,7 +272,7 @@ def test_incomplete_versions_are_not_served(tmp_path):
     (tmp_path / "chicago-taxi" / "2" / "saved_model.pb").write_bytes(b"half")
     source = ModelSource(str(tmp_path), "chicago-taxi", REGISTRY)
     assert source.versions() == [1] and source.latest() == 1
-    with pytest.raises(ConfigError, match=r"Version 2 of model 'chicago-taxi' is not in .*\[1\]"):
+    with pytest.raises(RegistryError, match=r"Version 2 of model 'chicago-taxi' is not in .*\[1\]"):
         source.path(2)
 
 
@@ -280,8 +280,19 @@ def test_a_saved_model_folder_is_one_version(tmp_path):
     folder = tmp_path / "7"
     folder.mkdir()
     (folder / "saved_model.pb").write_bytes(b"stand-in")
-    source = ModelSource.from_flags("m", None, str(folder))
+    source = ModelSource.from_flags("m", None, None, str(folder))
     assert source.layout == SAVED_MODEL and source.versions() == [7] and source.path(7) == str(folder)
+
+
+def test_model_dir_never_guesses_a_saved_model_from_the_disk(tmp_path):
+    """--model_dir always means a folder of versions, even when it holds a saved_model.pb."""
+    folder = tmp_path / "7"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(b"stand-in")
+    source = ModelSource.from_flags("m", None, str(folder))
+    assert source.layout != SAVED_MODEL and source.versions() == []
+    with pytest.raises(ConfigError, match="is not a SavedModel folder"):
+        ModelSource.from_flags("m", None, None, str(tmp_path))
 
 
 def test_exactly_one_location_flag(tmp_path):
