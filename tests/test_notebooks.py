@@ -57,7 +57,9 @@ def test_notebooks_are_stored_without_outputs(path):
 def test_reuse_component_notebook_runs_another_teams_pipeline(notebook_env):
     notebook = _execute("reuse_component.ipynb")
     text = _outputs(notebook)
-    assert "validate 1.0.0 (beta)" in text
+    from prodml.pipelines.component_versions import VERSIONS
+
+    assert f"validate {VERSIONS['validate']} (beta)" in text
     assert "# Data validation" in text  # the anomalies Markdown
     assert "facets" in text  # the statistics view HTML
     assert (notebook_env / "data_check.yaml").exists()
