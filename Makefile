@@ -40,8 +40,11 @@ test-unit: $(RUNTIME)/.synced $(SERVING)/.synced
 	$(RUNTIME)/bin/python -m pytest -q -m "not serving and $(UNIT)" --ignore=tests/serving
 	$(SERVING)/bin/python -m pytest -q -m "serving and $(UNIT)" tests/serving
 
+# Two pytest workers: most runtime tests wait on subprocesses and single-threaded Python, so the
+# pipeline runs, notebooks and SIGKILL runs of one file overlap with another file's on the second
+# core. A file's tests stay on one worker (--dist loadfile), so module fixtures run once.
 test-runtime: $(RUNTIME)/.synced
-	$(RUNTIME)/bin/python -m pytest -q -m "not serving" --ignore=tests/serving
+	$(RUNTIME)/bin/python -m pytest -q -n 2 --dist loadfile -m "not serving" --ignore=tests/serving
 
 test-serving: $(SERVING)/.synced $(RUNTIME)/.synced
 	$(SERVING)/bin/python -m pytest -q -m serving tests/serving
