@@ -30,6 +30,7 @@ import numpy as np
 
 from prodml.components.batch_predict.core import Chunk
 from prodml.components.common import dataio
+from prodml.components.common.arrow_text import as_strings
 from prodml.components.common.errors import InputDataError
 
 CSV, PARQUET, TFRECORD = "csv", "parquet", "tfrecord"
@@ -480,30 +481,12 @@ def _read_parquet(task: Task, chunk_rows: int) -> Iterator[Chunk]:
             parquet = pq.ParquetFile(f)
             names = [sanitise(n) for n in parquet.schema_arrow.names]
             for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=range(task.start, task.end)):
-                cells = {n: _as_strings(batch.column(i), n, task.file) for i, n in enumerate(names)}
+                cells = {n: as_strings(batch.column(i), n, task.file, "batch prediction").astype(object)
+                         for i, n in enumerate(names)}
                 yield Chunk(task.file, cells, LazyRaw(cells, batch.num_rows), np.arange(row, row + batch.num_rows))
                 row += batch.num_rows
         except (pa.ArrowException, OSError) as e:
             raise InputDataError(f"Cannot read {task.file} as Parquet: {e}.") from e
-
-
-def _as_strings(array, name: str, uri: str) -> np.ndarray:
-    """A flat Arrow column as text cells (None when null), as ingest reads Parquet."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    if pa.types.is_nested(array.type):
-        raise InputDataError(f"Column '{name}' of {uri} has the nested type {array.type}; batch prediction reads "
-                             "flat columns only.")
-    if pa.types.is_boolean(array.type):
-        array = pc.cast(array, pa.int8())
-    try:
-        strings = pc.cast(array, pa.string())
-    except pa.ArrowException as e:
-        raise InputDataError(f"Column '{name}' of {uri} ({array.type}) cannot be read as text: {e}.") from e
-    return strings.to_numpy(zero_copy_only=False).astype(object)
 
 
 class LazyRaw:

@@ -27,11 +27,13 @@ import numpy as np
 import pandas as pd
 
 from prodml.components.common import dataio, defaults
+from prodml.components.common.arrow_text import as_strings
 from prodml.components.common.errors import InputDataError
 from prodml.components.common.logs import get_logger
 from prodml.components.ingest import columns
 
 log = get_logger(__name__)
+_PARQUET_REMEDY = "Convert or flatten it, or pass it in drop_columns."
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -304,31 +306,10 @@ def _read_parquet(uri: str, chunk_rows: int, fingerprint: Fingerprint):
             names = columns.sanitise_names(parquet.schema_arrow.names, uri)
             row = 1
             for batch in parquet.iter_batches(batch_size=chunk_rows):
-                frame = pd.DataFrame({n: _as_strings(batch.column(i), n, uri)
+                frame = pd.DataFrame({n: as_strings(batch.column(i), n, uri, "ingest", _PARQUET_REMEDY)
                                       for i, n in enumerate(names)}, columns=names)
                 frame = frame.mask(frame.isna() | (frame == ""))
                 yield names, Chunk(frame, uri, row)
                 row += len(frame)
         except (pa.ArrowException, OSError) as e:
             raise InputDataError(f"Cannot read {uri} as Parquet: {e}.") from e
-
-
-def _as_strings(array, name: str, uri: str) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    if pa.types.is_nested(array.type):
-        raise InputDataError(f"Column '{name}' of {uri} has the nested type {array.type}; ingest reads "
-                             "flat columns only. Flatten it or pass it in drop_columns.")
-    if pa.types.is_boolean(array.type):
-        array = pc.cast(array, pa.int8())
-    if pa.types.is_floating(array.type):  # NaN is how pandas writes a missing number
-        array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)
-    try:
-        strings = pc.cast(array, pa.string())
-    except pa.ArrowException as e:
-        raise InputDataError(f"Column '{name}' of {uri} ({array.type}) cannot be read as text: {e}. "
-                             "Convert it or pass it in drop_columns.") from e
-    return strings.to_numpy(zero_copy_only=False)
