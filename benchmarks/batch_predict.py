@@ -2,19 +2,25 @@
 
 On taxi-like rows resampled (with a seed) from the vendored ``data/chicago_taxi/data.csv``, in one run:
 
-  * floor  — one plain Python process: pyarrow's streaming CSV reader, the SavedModel's
-             ``serving_default`` signature in batches of 64k rows, a Parquet writer;
-  * beam   — ``run_batch_predict(engine="beam")``: DirectRunner, 2 worker processes;
-  * spark  — ``run_batch_predict(engine="spark")``: Spark local[2];
-  * pandas — the usual hand-written loop: ``pd.read_csv(chunksize=...)``, the signature per chunk,
-             ``to_parquet`` at the end.
+  * floor   — one plain Python process: pyarrow's streaming CSV reader, the SavedModel's
+              ``serving_default`` signature in batches of 64k rows, a Parquet writer of the rows
+              read plus the prediction (the same content as the others write);
+  * beam    — ``run_batch_predict(engine="beam")`` with its defaults: DirectRunner, one worker
+              thread per core;
+  * beam-mp — the same with ``--direct_running_mode=multi_processing``: one worker process per core;
+  * spark   — ``run_batch_predict(engine="spark")``: Spark local[2];
+  * pandas  — the usual hand-written loop: ``pd.read_csv(chunksize=...)``, the signature per chunk,
+              ``to_parquet`` at the end.
 
 Each measurement runs in a fresh process; its wall time includes starting up and loading the
-model, as a user's job would. Peak memory is the largest sum of RSS over the process and its
-children (Beam workers, the JVM and Spark's Python workers), sampled every 0.1 s.
+model, as a user's job would. Every engine runs ``--repeat`` times, interleaved (floor, beam, ...,
+floor, beam, ...), so a slow moment of the machine hits all of them; the table shows the median
+and the spread. Peak memory is the largest sum of RSS over the process and its children (Beam
+workers, the JVM and Spark's Python workers), sampled every 0.1 s; CPU is the user+system time
+of the process tree, so ``cores`` (CPU / wall) shows how many cores an engine kept busy.
 
-    python benchmarks/batch_predict.py --rows 100000 1000000 [--engines floor beam spark pandas]
-        [--model-dir DIR] [--workdir /tmp/prodml-batch-bench] [--seed 42] [--json results.json]
+    python benchmarks/batch_predict.py --rows 100000 1000000 [--engines floor beam beam-mp spark pandas]
+        [--repeat 3] [--model-dir DIR] [--workdir /tmp/prodml-batch-bench] [--seed 42] [--json results.json]
 
 Without ``--model-dir`` a model is trained first on the vendored sample (2 epochs; a few minutes).
 The generated data stays in ``--workdir``; nothing large is written to the repository.
@@ -23,6 +29,7 @@ The generated data stays in ``--workdir``; nothing large is written to the repos
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +38,7 @@ from typing import Dict, List
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "data", "chicago_taxi", "data.csv")
-ENGINES = ("floor", "beam", "spark", "pandas")
+ENGINES = ("floor", "beam", "beam-mp", "spark", "pandas")
 FLOOR_BATCH = 65536
 PANDAS_CHUNK = 10000
 
@@ -84,7 +91,8 @@ def job_floor(data: str, model_dir: str, out: str) -> int:
                 columns[name] = tf.constant(col.fill_null("").to_numpy(zero_copy_only=False).astype(object))
             else:
                 columns[name] = tf.constant(col.to_numpy(zero_copy_only=False))  # nulls become NaN
-        out_table = pa.table({"prediction": fn(**columns)["predictions"].numpy().reshape(table.num_rows, -1)[:, 0]})
+        prediction = fn(**columns)["predictions"].numpy().reshape(table.num_rows, -1)[:, 0]
+        out_table = table.append_column("prediction", pa.array(prediction))
         writer = writer or pq.ParquetWriter(out, out_table.schema)
         writer.write_table(out_table)
         rows += table.num_rows
@@ -127,8 +135,9 @@ def job_pandas(data: str, model_dir: str, out: str) -> int:
 def job_prodml(engine: str, data: str, model_dir: str, out: str) -> int:
     from prodml.components.batch_predict.executor import run_batch_predict
 
-    result = run_batch_predict(data, out, model_dir=model_dir, engine=engine, progress_seconds=0,
-                               max_error_rate=1.0)
+    beam_args = ["--direct_running_mode=multi_processing"] if engine == "beam-mp" else []
+    result = run_batch_predict(data, out, model_dir=model_dir, engine=engine.split("-")[0], progress_seconds=0,
+                               max_error_rate=1.0, beam_args=beam_args)
     return result["rows"]
 
 
@@ -149,38 +158,89 @@ def run_job(engine: str, data: str, model_dir: str, out: str) -> None:
 # ---- the driver ------------------------------------------------------------------------------------
 
 def measure(engine: str, data: str, model_dir: str, workdir: str) -> Dict:
-    """Runs one job in a fresh process; wall time and peak RSS of its whole process tree."""
+    """Runs one job in a fresh process; wall time, CPU time and peak RSS of its whole process tree."""
+    import resource
+
     import psutil
 
     out = tempfile.mkdtemp(prefix=f"out-{engine}-", dir=workdir)
     out = os.path.join(out, "predictions.parquet" if engine in ("floor", "pandas") else "predictions")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--job", engine, data, model_dir, out],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(proc.pid), 0
+    root, peak, cpu = psutil.Process(proc.pid), 0, {}
     while proc.poll() is None:
         try:
             tree = [root] + root.children(recursive=True)
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            for p in tree:  # children that are never waited for (Spark's JVM) count too
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
         except psutil.Error:
             pass
         time.sleep(0.1)
     stdout, stderr = proc.communicate()
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{engine} failed:\n{stderr[-3000:]}")
+    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu_seconds = max(waited, sum(cpu.values()))
     inner = json.loads(stdout.strip().splitlines()[-1])
+    shutil.rmtree(os.path.dirname(out), ignore_errors=True)
     return {"engine": engine, "rows": inner["rows"], "seconds": round(seconds, 2),
-            "rows_per_second": round(inner["rows"] / seconds, 1), "peak_rss_mb": round(peak / 2 ** 20, 1)}
+            "rows_per_second": round(inner["rows"] / seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+            "peak_rss_mb": round(peak / 2 ** 20, 1)}
 
 
-def table(results: List[Dict]) -> str:
-    lines = ["| rows | engine | seconds | rows/s | × floor | peak RSS (MB) |", "|---|---|---|---|---|---|"]
-    floors = {r["rows"]: r["rows_per_second"] for r in results if r["engine"] == "floor"}
-    for r in results:
-        ratio = f"{r['rows_per_second'] / floors[r['rows']]:.2f}" if r["rows"] in floors else "-"
-        lines.append(f"| {r['rows']:,} | {r['engine']} | {r['seconds']:.1f} | {r['rows_per_second']:,.0f} | "
-                     f"{ratio} | {r['peak_rss_mb']:,.0f} |")
+def summarise(runs: List[Dict]) -> List[Dict]:
+    """One row per (rows, engine): the median run's figures and the spread of wall times."""
+    import statistics
+
+    groups: Dict[tuple, List[Dict]] = {}
+    for r in runs:
+        groups.setdefault((r["rows"], r["engine"]), []).append(r)
+    summary = []
+    for (rows, engine), group in groups.items():
+        seconds = sorted(r["seconds"] for r in group)
+        median = statistics.median(seconds)
+        summary.append({"engine": engine, "rows": rows, "runs": len(group), "seconds": round(median, 2),
+                        "seconds_min": seconds[0], "seconds_max": seconds[-1],
+                        "rows_per_second": round(rows / median, 1),
+                        "cores": round(statistics.median(r["cpu_seconds"] / r["seconds"] for r in group), 2),
+                        "peak_rss_mb": max(r["peak_rss_mb"] for r in group)})
+    floors = {s["rows"]: s["rows_per_second"] for s in summary if s["engine"] == "floor"}
+    pandas = {s["rows"]: s["rows_per_second"] for s in summary if s["engine"] == "pandas"}
+    for s in summary:
+        if s["rows"] in floors:
+            s["x_floor"] = round(s["rows_per_second"] / floors[s["rows"]], 2)
+        if s["rows"] in pandas:
+            s["x_pandas"] = round(s["rows_per_second"] / pandas[s["rows"]], 2)
+    return summary
+
+
+def scaling(summary: List[Dict]) -> List[Dict]:
+    """Per engine, from the smallest to the largest size: the growth of time and of peak memory."""
+    out = []
+    for engine in dict.fromkeys(s["engine"] for s in summary):
+        rows = sorted((s for s in summary if s["engine"] == engine), key=lambda s: s["rows"])
+        if len(rows) > 1:
+            small, big = rows[0], rows[-1]
+            out.append({"engine": engine, "rows": [small["rows"], big["rows"]],
+                        "rows_ratio": round(big["rows"] / small["rows"], 1),
+                        "time_ratio": round(big["seconds"] / small["seconds"], 2),
+                        "memory_ratio": round(big["peak_rss_mb"] / small["peak_rss_mb"], 2)})
+    return out
+
+
+def table(summary: List[Dict]) -> str:
+    lines = ["| rows | engine | seconds (median, min–max) | rows/s | × floor | × pandas loop | cores | peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['rows']:,} | {s['engine']} | {s['seconds']:.1f} ({s['seconds_min']:.1f}–"
+                     f"{s['seconds_max']:.1f}) | {s['rows_per_second']:,.0f} | {s.get('x_floor', '-')} | "
+                     f"{s.get('x_pandas', '-')} | {s['cores']} | {s['peak_rss_mb']:,.0f} |")
     return "\n".join(lines)
 
 
@@ -194,20 +254,27 @@ def main() -> int:
     parser.add_argument("--model-dir", default="")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "prodml-batch-bench"))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of every engine at every size")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     model_dir = os.path.abspath(args.model_dir) if args.model_dir else train_model(args.workdir)
-    results = []
+    runs = []
     for rows in args.rows:
         data = make_data(rows, args.seed, args.workdir)
-        for engine in args.engines:
-            results.append(measure(engine, data, model_dir, args.workdir))
-            print(json.dumps(results[-1]), flush=True)
-    print(table(results))
+        for _ in range(args.repeat):
+            for engine in args.engines:
+                runs.append(measure(engine, data, model_dir, args.workdir))
+                print(json.dumps(runs[-1]), flush=True)
+    summary = summarise(runs)
+    print(table(summary))
+    growth = scaling(summary)
+    for g in growth:
+        print(f"{g['engine']}: {g['rows_ratio']}x rows -> {g['time_ratio']}x time, {g['memory_ratio']}x peak memory")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"seed": args.seed, "cpus": os.cpu_count(), "results": results}, f, indent=2)
+            json.dump({"seed": args.seed, "cpus": os.cpu_count(), "repeat": args.repeat, "summary": summary,
+                       "scaling": growth, "runs": runs}, f, indent=2)
     return 0
 
 

@@ -9,8 +9,12 @@ parts themselves, so memory does not grow with the input.
 
 Runners, chosen by ``beam_args`` (Beam's own pipeline options):
 
-- default (nothing given): ``--runner=DirectRunner --direct_num_workers=2
-  --direct_running_mode=multi_processing``: every core of this machine, one process each.
+- default (nothing given): ``--runner=DirectRunner --direct_running_mode=multi_threading
+  --direct_num_workers=<usable cores>``. Scoring spends its time in TensorFlow and Arrow, which
+  release the GIL, so worker threads keep every core busy while TensorFlow is imported and the
+  model loaded once. ``--direct_running_mode=multi_processing`` gives one process per worker
+  instead; it pays TensorFlow's start-up (import, model load, a few seconds) in every process,
+  which ``benchmarks/batch_predict.py`` measures side by side.
 - Dataflow: ``--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp
   --sdk_container_image=<the prodml runtime image>``, with input, output and model on gs://.
 - Flink: ``--runner=FlinkRunner --flink_master=HOST:8081 --environment_type=DOCKER
@@ -22,6 +26,7 @@ Only the DirectRunner is exercised here; the others are Beam's documented option
 this repository. Beam's Prism runner (``--runner=PrismRunner``) downloads a binary at run time.
 """
 
+import os
 from typing import List, Sequence
 
 import apache_beam as beam
@@ -29,7 +34,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from prodml.components.batch_predict import sources, worker
 
-DEFAULT_BEAM_ARGS = ("--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+
+def default_beam_args() -> List[str]:
+    """The local DirectRunner options: one worker thread per core this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return ["--runner=DirectRunner", "--direct_running_mode=multi_threading", f"--direct_num_workers={cores}"]
 
 
 def beam_args_with_defaults(beam_args: Sequence[str]) -> List[str]:
@@ -38,7 +47,7 @@ def beam_args_with_defaults(beam_args: Sequence[str]) -> List[str]:
     given = {a.split("=", 1)[0].lstrip("-") for a in args if a.startswith("--")}
     if "runner" in given and not any(a.endswith("DirectRunner") for a in args):
         return args
-    return args + [a for a in DEFAULT_BEAM_ARGS if a.split("=", 1)[0].lstrip("-") not in given]
+    return args + [a for a in default_beam_args() if a.split("=", 1)[0].lstrip("-") not in given]
 
 
 class ScoreTask(beam.DoFn):

@@ -5,9 +5,9 @@ numbers cannot differ between engines. A raw cell is text (or None when absent),
 input format. It becomes the column the SavedModel's ``serving_default`` signature takes, by the
 rules of training and online serving:
 
-- a missing cell (empty, or one of ``na_values`` after trimming spaces) is ``NaN`` for INT and
-  FLOAT features and ``""`` for BYTES features; the signature turns those into absent values,
-  exactly as ingest's ``tf.Example`` without the feature;
+- a missing cell (empty, or exactly one of ``na_values``, spaces and case included, as ingest
+  matches them) is ``NaN`` for INT and FLOAT features and ``""`` for BYTES features; the
+  signature turns those into absent values, exactly as ingest's ``tf.Example`` without the feature;
 - INT features are ``float64`` and must hold whole numbers; FLOAT features are ``float32`` and
   must hold finite numbers within float32's range (the predictor answers 400 for the same
   values); BYTES features take the text as it is.
@@ -16,19 +16,19 @@ A row whose cell breaks these rules is not scored: it becomes a dead letter with
 """
 
 import dataclasses
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
-from prodml.components.common import artifacts, dataio, keys, registry
+from prodml.components.common import artifacts, keys, registry
 from prodml.components.common.errors import ConfigError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 VERSION_COLUMN = "model_version"
 # Rows per call of the signature: large enough that TF's per-call cost vanishes, small enough
 # to bound memory.
-PREDICT_BATCH_ROWS = 8192
+PREDICT_BATCH_ROWS = 32768
 _NUMPY_DTYPE = {keys.INT: np.float64, keys.FLOAT: np.float32}
 
 
@@ -127,69 +127,90 @@ class Model:
 
 def version_of(model_dir: str) -> Optional[int]:
     """The registry version a model folder is, from its completion marker; None for a training output."""
-    marker = dataio.join(model_dir, registry.MARKER)
-    if dataio.exists(marker):
-        version = dataio.read_json(marker).get("version")
-        return int(version) if isinstance(version, int) else None
-    return None
+    version = registry.read_folder_marker(model_dir).get("version")
+    return int(version) if isinstance(version, int) else None
 
 
-def to_model_columns(cells: Mapping[str, np.ndarray], features: Mapping[str, str],
+def to_model_columns(cells: Mapping[str, Any], features: Mapping[str, str],
                      na_values: Iterable[str]) -> Tuple[Dict[str, np.ndarray], Dict[int, List[str]]]:
     """Raw cells → one signature column per feature, and the reasons of each row that cannot be scored.
 
-    ``features`` maps feature names to INT, FLOAT or BYTES; every feature must be in ``cells``.
+    ``features`` maps feature names to INT, FLOAT or BYTES; every feature must be in ``cells``
+    (Arrow string arrays, or object arrays of str/None). The work is done by Arrow's kernels, so no
+    Python object is made per numeric cell.
     """
-    na = set(na_values) | {""}
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    markers = pa.array(sorted(set(na_values) | {""}), type=pa.string())
     columns: Dict[str, np.ndarray] = {}
     problems: Dict[int, List[str]] = {}
     for name, kind in features.items():
-        raw = pd.Series(cells[name], dtype=object)
+        raw = as_arrow_text(cells[name])
+        missing = pc.or_(pc.is_null(raw), pc.fill_null(pc.is_in(raw, value_set=markers), True))
         if kind == keys.BYTES:
-            stripped = raw.str.strip()
-            # A non-string cell (None) gives NaN from .str: it is absent.
-            missing = (stripped.isna() | stripped.isin(na)).to_numpy()
-            columns[name] = raw.where(~missing, "").to_numpy(dtype=object)
+            columns[name] = pc.if_else(missing, "", raw).to_numpy(zero_copy_only=False)
             continue
-        # Numbers parse with spaces around them, so only the cells that do not parse need trimming
-        # to be compared with the markers (" NA "): far fewer than all of them.
-        missing = (raw.isna() | raw.isin(na)).to_numpy()
-        numbers = _to_float64(raw.where(~missing))
+        present = pc.if_else(missing, pa.scalar(None, pa.string()), raw)
+        numbers = _to_float64(present)
+        missing_np = missing.to_numpy(zero_copy_only=False)
         with np.errstate(invalid="ignore"):
-            unparsed = ~missing & np.isnan(numbers)
-            if unparsed.any():
-                marked = raw[unparsed].str.strip().isin(na).to_numpy()
-                missing[np.flatnonzero(unparsed)[marked]] = True
-                unparsed = ~missing & np.isnan(numbers)
-            infinite = ~missing & ~unparsed & ~np.isfinite(numbers)
+            unparsed = ~missing_np & np.isnan(numbers)
+            infinite = ~missing_np & ~unparsed & ~np.isfinite(numbers)
             if kind == keys.INT:
-                out_of_kind = ~missing & ~unparsed & ~infinite & (np.mod(numbers, 1) != 0)
+                out_of_kind = ~missing_np & ~unparsed & ~infinite & (np.mod(numbers, 1) != 0)
                 why_kind = "is not a whole number (an INT feature)"
             else:
-                out_of_kind = ~missing & ~infinite & (np.abs(numbers) > FLOAT32_MAX)
+                out_of_kind = ~missing_np & ~infinite & (np.abs(numbers) > FLOAT32_MAX)
                 why_kind = f"is beyond float32's range (±{FLOAT32_MAX:.4g}, a FLOAT feature)"
         for mask, why in ((unparsed, f"is not a number ({kind} feature)"),
                           (infinite, "is not a finite number"), (out_of_kind, why_kind)):
             for i in np.flatnonzero(mask):
-                problems.setdefault(int(i), []).append(f"'{name}' {cells[name][i]!r:.60} {why}")
+                problems.setdefault(int(i), []).append(f"'{name}' {raw[int(i)].as_py()!r:.60} {why}")
         with np.errstate(over="ignore"):  # values beyond float32 are bad rows, left out before scoring
             columns[name] = numbers.astype(_NUMPY_DTYPE[kind])
     return columns, problems
 
 
-def _to_float64(values: pd.Series) -> np.ndarray:
-    """Text cells (None where missing) as float64, NaN where a cell is missing or not a number.
-
-    Arrow's parser first (C speed, correctly rounded like Python's float()); when one cell does
-    not parse, pandas' per-cell parser finds which.
-    """
+def as_arrow_text(values: Any):
+    """Cells as an Arrow string array (an object array of str/None is converted; Arrow is kept)."""
     import pyarrow as pa
 
-    try:
-        parsed = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True).cast(pa.float64())
-        return parsed.to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values if values.type == pa.string() else values.cast(pa.string())
+    return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+def take_rows(values: Any, mask: np.ndarray) -> Any:
+    """The cells of a column where ``mask`` is true (Arrow or numpy alike)."""
+    import pyarrow as pa
+
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.filter(pa.array(mask))
+    return values[mask]
+
+
+def _to_float64(values) -> np.ndarray:
+    """Text cells (null where missing) as float64, NaN where a cell is missing or not a number.
+
+    Arrow's parser first (C speed, correctly rounded like Python's float()); it takes no spaces
+    around a number, so it is tried again on trimmed text; when one cell still does not parse,
+    pandas' per-cell parser finds which.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for attempt in (values, None):
+        try:
+            if attempt is None:
+                attempt = pc.utf8_trim_whitespace(values)
+            return pc.cast(attempt, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            continue
+    return pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object),
+                         errors="coerce").to_numpy(dtype=np.float64)
 
 
 def prediction_values(predictions: np.ndarray, label: artifacts.Label) -> Dict[str, np.ndarray]:
@@ -224,7 +245,7 @@ def score_chunk(model: Model, chunk: Chunk, carried: Sequence[str], na_values: I
         return Scored({}, dead)
     columns = {name: col[good] for name, col in columns.items()}
     predictions = model.predict(columns)
-    out: Dict[str, np.ndarray] = {name: chunk.cells[name][good] for name in carried}
+    out: Dict[str, Any] = {name: take_rows(chunk.cells[name], good) for name in carried}
     out.update(prediction_values(predictions, model.label))
     # The registry version; null (None) for a model folder that is not a registry version.
     n = int(good.sum())

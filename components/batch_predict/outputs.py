@@ -196,8 +196,7 @@ class PartWriter:
     def _table(self, columns: Mapping[str, np.ndarray]):
         import pyarrow as pa
 
-        return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type, from_pandas=True)
-                                     for f in self.schema], schema=self.schema)
+        return pa.Table.from_arrays([_arrow(columns[f.name], f.type) for f in self.schema], schema=self.schema)
 
     def close(self) -> str:
         if self._writer is not None:
@@ -215,6 +214,15 @@ class PartWriter:
         finally:
             if dataio.exists(self.tmp):
                 _remove(self.tmp)
+
+
+def _arrow(values, kind):
+    """A column as an Arrow array of ``kind`` (carried text columns are Arrow already)."""
+    import pyarrow as pa
+
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values if values.type == kind else values.cast(kind)
+    return pa.array(values, type=kind, from_pandas=True)
 
 
 def _open_write(uri: str):

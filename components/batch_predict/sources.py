@@ -30,7 +30,7 @@ import numpy as np
 
 from prodml.components.batch_predict.core import Chunk
 from prodml.components.common import dataio
-from prodml.components.common.arrow_text import as_strings
+from prodml.components.common.arrow_text import as_string_array
 from prodml.components.common.errors import InputDataError
 
 CSV, PARQUET, TFRECORD = "csv", "parquet", "tfrecord"
@@ -329,35 +329,45 @@ def _read_csv(task: Task, chunk_rows: int) -> Iterator[Chunk]:
 
 
 def _csv_chunks(task: Task, blocks, chunk_rows: int) -> Iterator[Chunk]:
-    """Splits CSV bytes into records and yields chunks of parsed rows (records may span blocks)."""
+    """Splits CSV bytes into records and yields chunks of parsed rows (records may span blocks).
+
+    Record boundaries, blank lines and line numbers are found with numpy over whole regions; no
+    Python code runs per record unless a record breaks the format.
+    """
     names = _task_names(task)
     pending = b""
     row, line = task.first_row, task.first_line
-    records: List[bytes] = []
-    record_lines: List[int] = []
     for block in itertools.chain(blocks, [None]):
         if block is None:
-            if not _is_blank(pending):
-                records.append(pending)
-                record_lines.append(line)
+            region, pending = pending, b""
+            if _is_blank(region):
+                break
+            last = True
         else:
-            data_bytes = pending + block
-            # pending starts at a record boundary, so the quote count starts even.
-            ends, _ = _record_ends(np.frombuffer(data_bytes, dtype=np.uint8), 0)
-            start = 0
-            for end in ends.tolist():
-                record = data_bytes[start:end + 1]
-                if not _is_blank(record):
-                    records.append(record)
-                    record_lines.append(line)
-                line += record.count(b"\n")
-                start = end + 1
-            pending = data_bytes[start:]
-        while len(records) >= chunk_rows or (block is None and records):
-            take = records[:chunk_rows]
-            yield _parse_records(task, names, take, record_lines[:chunk_rows], row)
-            row += len(take)
-            records, record_lines = records[chunk_rows:], record_lines[chunk_rows:]
+            region = pending + block
+            last = False
+        data = np.frombuffer(region, dtype=np.uint8)
+        # A region starts at a record boundary, so its quote count starts even.
+        ends, _ = _record_ends(data, 0)
+        if last and (not len(ends) or ends[-1] != len(data) - 1):
+            ends = np.append(ends, len(data))  # the last record has no newline
+        if not len(ends):
+            pending = region
+            continue
+        stop = int(ends[-1]) + 1
+        pending = b"" if last else region[stop:]
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        newlines = np.flatnonzero(data[:stop] == _NEWLINE)
+        record_lines = line + np.searchsorted(newlines, starts)
+        keep = ~_blank(data, starts, np.minimum(ends, len(data)))
+        starts, ends, record_lines = starts[keep], ends[keep], record_lines[keep]
+        for a in range(0, len(starts), chunk_rows):
+            b = min(a + chunk_rows, len(starts))
+            yield _parse_records(task, names, region, starts[a:b], ends[a:b], record_lines[a:b], row)
+            row += b - a
+        line += len(newlines)
+        if last:
+            break
 
 
 _NAMES_CACHE: Dict[str, List[str]] = {}
@@ -373,21 +383,26 @@ def _task_names(task: Task) -> List[str]:
     return _NAMES_CACHE[task.file]
 
 
-def _parse_records(task: Task, names: List[str], records: List[bytes], lines: List[int], first_row: int) -> Chunk:
-    """Records → a chunk: pyarrow's CSV parser when every record is well formed, else record by record."""
-    cells = _parse_with_arrow(names, records)
+def _parse_records(task: Task, names: List[str], region: bytes, starts: np.ndarray, ends: np.ndarray,
+                   lines: np.ndarray, first_row: int) -> Chunk:
+    """Records ``[start, end]`` of ``region`` → a chunk: Arrow's CSV parser when every record is well
+    formed, else record by record."""
+    text = RecordText(region, starts, ends)
+    rows = np.arange(first_row, first_row + len(starts))
+    cells = _parse_with_arrow(names, region[int(starts[0]):int(ends[-1]) + 1], len(starts))
     if cells is not None:
-        return Chunk(task.file, cells, RecordText(records), np.arange(first_row, first_row + len(records)),
-                     np.array(lines))
-    return _parse_one_by_one(task, names, records, lines, first_row)
+        return Chunk(task.file, cells, text, rows, lines)
+    return _parse_one_by_one(task, names, [text.record(i) for i in range(len(text))], lines, first_row)
 
 
-def _parse_with_arrow(names: List[str], records: List[bytes]) -> Optional[Dict[str, np.ndarray]]:
-    """Every cell as text (C speed); None when a record breaks the format (then it is found one by one)."""
+def _parse_with_arrow(names: List[str], data: bytes, n_records: int):
+    """Every cell as Arrow text (C speed); None when a record breaks the format (then it is found one by one).
+
+    Blank lines between the records are skipped by Arrow as they are by the record splitter.
+    """
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    data = b"".join(records)
     if not data.endswith(b"\n"):
         data += b"\n"
     try:
@@ -395,29 +410,30 @@ def _parse_with_arrow(names: List[str], records: List[bytes]) -> Optional[Dict[s
             io.BytesIO(data),
             read_options=pcsv.ReadOptions(column_names=names, use_threads=False,
                                           block_size=max(1 << 20, len(data) + 1)),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
             convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
-    if table.num_rows != len(records):
+    if table.num_rows != n_records:
         return None
-    table = table.combine_chunks()
-    return {name: table.column(i).chunk(0).to_numpy(zero_copy_only=False) if table.column(i).num_chunks
-            else np.empty(0, dtype=object) for i, name in enumerate(names)}
+    return {name: table.column(i).combine_chunks() for i, name in enumerate(names)}
 
 
 class RecordText:
     """Each record's text as read, decoded only when asked (for a dead letter)."""
 
-    def __init__(self, records: List[bytes]):
-        self._records = records
+    def __init__(self, region: bytes, starts: np.ndarray, ends: np.ndarray):
+        self._region, self._starts, self._ends = region, starts, ends
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._starts)
+
+    def record(self, i: int) -> bytes:
+        return self._region[int(self._starts[i]):int(self._ends[i]) + 1]
 
     def __getitem__(self, i: int) -> str:
-        return self._records[i].decode("utf-8", errors="replace").rstrip("\r\n")
+        return self.record(i).decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 def _parse_one_by_one(task: Task, names: List[str], records: List[bytes], lines: List[int],
@@ -481,7 +497,7 @@ def _read_parquet(task: Task, chunk_rows: int) -> Iterator[Chunk]:
             parquet = pq.ParquetFile(f)
             names = [sanitise(n) for n in parquet.schema_arrow.names]
             for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=range(task.start, task.end)):
-                cells = {n: as_strings(batch.column(i), n, task.file, "batch prediction").astype(object)
+                cells = {n: as_string_array(batch.column(i), n, task.file, "batch prediction")
                          for i, n in enumerate(names)}
                 yield Chunk(task.file, cells, LazyRaw(cells, batch.num_rows), np.arange(row, row + batch.num_rows))
                 row += batch.num_rows
@@ -499,7 +515,7 @@ class LazyRaw:
         return self._n
 
     def __getitem__(self, i: int) -> str:
-        return json.dumps({name: col[i] for name, col in self._cells.items()}, default=str)
+        return json.dumps({name: col[i].as_py() for name, col in self._cells.items()}, default=str)
 
 
 # ---- TFRecord ------------------------------------------------------------------------------------

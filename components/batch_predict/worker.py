@@ -1,6 +1,6 @@
 """One task, end to end, the same on every engine: read it, score it, write its part and dead letters.
 
-Beam's DoFn, Spark's ``mapInPandas`` function and the in-process runner all call
+Beam's DoFn, the Spark job's partitions and the in-process runner all call
 :func:`run_task`. It is idempotent: a retried task rewrites the same part file, dead-letter file
 and summary, each published by rename, so an engine's retries never duplicate rows.
 """
@@ -8,6 +8,7 @@ and summary, each published by rename, so an engine's retries never duplicate ro
 import atexit
 import dataclasses
 import os
+import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -29,6 +30,8 @@ class Settings:
 
 
 _MODELS: Dict[Tuple[str, Optional[int]], core.Model] = {}
+# Beam's multi-threaded DirectRunner calls setup() from several threads at once: load once.
+_LOADING = threading.Lock()
 # Drop the models before the interpreter tears TensorFlow down (else its finalizers print errors).
 atexit.register(_MODELS.clear)
 
@@ -36,9 +39,10 @@ atexit.register(_MODELS.clear)
 def load_model(model_dir: str, version: Optional[int]) -> core.Model:
     """The model, loaded once per worker process (a SavedModel load takes seconds)."""
     key = (model_dir, version)
-    if key not in _MODELS:
-        _MODELS[key] = core.Model(model_dir, version)
-    return _MODELS[key]
+    with _LOADING:
+        if key not in _MODELS:
+            _MODELS[key] = core.Model(model_dir, version)
+        return _MODELS[key]
 
 
 def schema_for(model: core.Model, carried) -> object:

@@ -14,6 +14,11 @@ def as_strings(array, name: str, uri: str, reader: str, remedy: str = "") -> np.
 
     ``reader`` names the step in the error for a nested column; ``remedy`` ends both errors.
     """
+    return as_string_array(array, name, uri, reader, remedy).to_numpy(zero_copy_only=False)
+
+
+def as_string_array(array, name: str, uri: str, reader: str, remedy: str = ""):
+    """:func:`as_strings` as an Arrow string array (no Python object per cell)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -31,4 +36,4 @@ def as_strings(array, name: str, uri: str, reader: str, remedy: str = "") -> np.
         strings = pc.cast(array, pa.string())
     except pa.ArrowException as e:
         raise InputDataError(f"Column '{name}' of {uri} ({array.type}) cannot be read as text: {e}.{tail}") from e
-    return strings.to_numpy(zero_copy_only=False)
+    return strings

@@ -92,7 +92,12 @@ def read_marker(registry_uri: str, model_name: str, version: int) -> Dict:
 
     Empty for a pre-marker version.
     """
-    path = dataio.join(version_uri(registry_uri, model_name, version), MARKER)
+    return read_folder_marker(version_uri(registry_uri, model_name, version))
+
+
+def read_folder_marker(version_dir: str) -> Dict:
+    """The completion marker of a version folder given by its path; empty when it has none."""
+    path = dataio.join(version_dir, MARKER)
     return dataio.read_json(path) if dataio.exists(path) else {}
 
 

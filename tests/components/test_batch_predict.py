@@ -1,6 +1,6 @@
 """Batch prediction: the real model of the session fixtures, scored on Beam and in process.
 
-The Beam test runs the DirectRunner with two worker processes once (module fixture) on a copy of
+The Beam tests run the DirectRunner with two worker processes once (module fixture) on a copy of
 the taxi sample with bad rows put in; the other tests use the in-process engine, which runs the
 same task code (``worker.run_task``) on one core. Expected predictions come from the SavedModel's
 own ``serving_default`` signature on rows parsed here independently of the batch code.
@@ -92,10 +92,10 @@ def expected_predictions(signature, features, records):
     for name, kind in features.items():
         values = [r[name] for r in records]
         if kind == keys.BYTES:
-            columns[name] = tf.constant(["" if v.strip() in na else v for v in values])
+            columns[name] = tf.constant(["" if v in na else v for v in values])
         else:
             dtype = np.float64 if kind == keys.INT else np.float32
-            columns[name] = tf.constant(np.array([math.nan if v.strip() in na else float(v) for v in values],
+            columns[name] = tf.constant(np.array([math.nan if v in na else float(v) for v in values],
                                                  dtype=dtype))
     return signature[1](**columns)[keys.PREDICTIONS].numpy()
 
@@ -118,8 +118,28 @@ def beam_run(bad_csv, model_registry, tmp_path_factory):
     out = tmp_path_factory.mktemp("beam") / "predictions"
     result = run_batch_predict(str(bad_csv), str(out), registry_uri=str(model_registry), model_name=MODEL,
                                engine="beam", max_error_rate=0.05, rows_per_task=60,
+                               beam_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
                                summary_path=str(out.parent / "summary.md"))
     return result, out
+
+
+@pytest.mark.slow  # a second Beam job, with the default options (worker threads in this process)
+def test_default_beam_options_use_a_thread_per_core_and_give_the_same_output(beam_run, bad_csv, model_registry,
+                                                                             tmp_path):
+    from prodml.components.batch_predict import beam_job
+
+    args = beam_job.beam_args_with_defaults([])
+    assert "--direct_running_mode=multi_threading" in args
+    assert f"--direct_num_workers={len(os.sched_getaffinity(0))}" in args
+    assert beam_job.beam_args_with_defaults(["--runner=DataflowRunner", "--project=p"]) == [
+        "--runner=DataflowRunner", "--project=p"]
+    out = tmp_path / "predictions"
+    result = run_batch_predict(str(bad_csv), str(out), registry_uri=str(model_registry), model_name=MODEL,
+                               engine="beam", max_error_rate=0.05, rows_per_task=60)
+    assert result["worker_processes"] == 1
+    assert (result["scored"], result["errors"]) == (beam_run[0]["scored"], beam_run[0]["errors"])
+    threads, processes = outputs.read_predictions(str(out)), outputs.read_predictions(str(beam_run[1]))
+    assert threads.equals(processes)
 
 
 # ---- Beam, two worker processes ------------------------------------------------------------------
@@ -319,19 +339,21 @@ def test_tf_examples_score_like_the_examples_signature(ingested, trained, tmp_pa
 
 
 def test_cells_to_columns_follow_the_training_rules():
-    cells = {"n": np.array(["1", " 2 ", "NA", "", None, "2.5", "x", "inf"], dtype=object),
-             "f": np.array(["1.5", "nan", "1e39", "-3", "null", "0", "1", "2"], dtype=object),
-             "s": np.array(["a", "NA", "", " b ", None, "c", "d", "e"], dtype=object)}
+    # Markers match exactly, as in ingest: " NA " is not missing (a bad number, a category).
+    cells = {"n": np.array(["1", " 2 ", "NA", "", None, "2.5", "x", "inf", " NA "], dtype=object),
+             "f": np.array(["1.5", "nan", "1e39", "-3", "null", "0", "1", "2", "3"], dtype=object),
+             "s": np.array(["a", "NA", "", " b ", None, "c", "d", "e", " NA "], dtype=object)}
     columns, problems = core.to_model_columns(cells, {"n": keys.INT, "f": keys.FLOAT, "s": keys.BYTES},
                                               defaults.NA_VALUES)
     assert columns["n"].dtype == np.float64 and columns["f"].dtype == np.float32
     np.testing.assert_array_equal(columns["n"][:5], [1, 2, np.nan, np.nan, np.nan])
-    assert list(columns["s"]) == ["a", "", "", " b ", "", "c", "d", "e"]
-    assert sorted(problems) == [2, 5, 6, 7]
+    assert list(columns["s"]) == ["a", "", "", " b ", "", "c", "d", "e", " NA "]
+    assert sorted(problems) == [2, 5, 6, 7, 8]
     assert "'f' '1e39' is beyond float32's range" in problems[2][0]
     assert "'n' '2.5' is not a whole number" in problems[5][0]
     assert "'n' 'x' is not a number" in problems[6][0]
     assert "'n' 'inf' is not a finite number" in problems[7][0]
+    assert "'n' ' NA ' is not a number" in problems[8][0]
 
 
 def test_prediction_columns_by_problem_type():
@@ -352,7 +374,7 @@ def test_csv_tasks_cut_at_record_boundaries(tmp_path):
     plan = sources.plan(str(data), rows_per_task=1)
     assert plan.rows == 4 and plan.columns == ["a", "b"]
     chunks = [c for t in plan.tasks for c in sources.read_task(t, 10)]
-    assert [list(c.cells["b"]) for c in chunks] == [["x\r\ny"], ["z"], ['w,"v"'], ["u"]]
+    assert [core.as_arrow_text(c.cells["b"]).to_pylist() for c in chunks] == [["x\r\ny"], ["z"], ['w,"v"'], ["u"]]
     assert [int(c.rows[0]) for c in chunks] == [1, 2, 3, 4]
     assert [int(c.lines[0]) for c in chunks] == [2, 5, 6, 7]
 
