@@ -6,6 +6,8 @@ written in one transaction), but it takes space and, for a push killed after pub
 a version whose lineage is not recorded yet. ``prodml gc`` finds, under one local root:
 
 - ``staging``: a pusher's ``<registry>/<model>/.staging-*`` folder;
+- ``batch_staging``: a killed batch prediction's ``.<output>.staging-*`` folder under the root
+  (its owner process is gone; its predictions were never published);
 - ``claim``: a dead pusher's ``<registry>/<model>/.claim-<version>-*`` (it only burns a number);
 - ``incomplete_version``: a numbered folder without completion marker whose pusher is gone;
 - ``tmp_file``: a half-written ``*.tmp-*`` file of an atomic write;
@@ -53,6 +55,7 @@ def collect_garbage(root: Optional[str] = None, dry_run: bool = False,
     findings = []
     for model_name in _model_names(local_root.registry):
         findings += _registry_findings(local_root.registry, model_name, connection, older_than)
+    findings += _batch_staging(local_root.path, older_than)
     findings += _tmp_files(local_root.path, older_than)
     if connection:
         findings += _pipeline_root_findings(local_root.pipeline_root, connection, older_than)
@@ -184,9 +187,27 @@ def _registry_findings(registry_uri: str, model_name: str, connection: str, olde
     return findings
 
 
+def _batch_staging(root: str, older_than: float) -> List[Finding]:
+    from prodml.components.batch_predict import outputs
+
+    findings = []
+    for folder, dirs, _ in os.walk(root):
+        # ".<output>.staging-<id>"; a pusher's ".staging-<id>" is the registry's (see above).
+        for name in [d for d in dirs if d.startswith(".") and outputs.STAGING_INFIX in d[1:]]:
+            path = os.path.join(folder, name)
+            owner = outputs.read_owner(path)
+            if process_gone(owner, older_than) if owner else _older(path, older_than):
+                who = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "its run"
+                findings.append(Finding("batch_staging", path, f"{who} is gone; never published"))
+            dirs.remove(name)  # its files are part of the finding
+    return findings
+
+
 def _tmp_files(root: str, older_than: float) -> List[Finding]:
     findings = []
-    for folder, _, names in os.walk(root):
+    for folder, dirs, names in os.walk(root):
+        # Staging folders are judged whole (by their owner), not file by file.
+        dirs[:] = [d for d in dirs if ".staging-" not in d]
         for name in names:
             path = os.path.join(folder, name)
             if ".tmp-" in name and _older(path, older_than):

@@ -116,7 +116,7 @@ def run_batch_predict(data_uri: str, output_uri: str, model_dir: str = "", regis
             "engine": engine, "worker_processes": len({s.get("pid") for s in summaries}),
             "output_format": fmt, "columns": columns, "first_errors": first_errors,
             "seconds": round(seconds, 3), "rows_per_second": round(rows / seconds, 1) if seconds else 0.0}
-        staging.publish(result)
+        staging.publish(result, overwrite=overwrite)
     except BaseException:
         staging.abort()
         raise

@@ -17,13 +17,15 @@ material), never a partial set at ``output_uri``.
 import os
 import posixpath
 import shutil
+import socket
+import time
 import uuid
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from prodml.components.common import dataio
-from prodml.components.common.errors import ConfigError
+from prodml.components.common.errors import ConfigError, InputDataError
 
 PARQUET, CSV, JSONL = "parquet", "csv", "jsonl"
 FORMATS = (PARQUET, CSV, JSONL)
@@ -31,6 +33,7 @@ EXTENSIONS = {PARQUET: ".parquet", CSV: ".csv", JSONL: ".jsonl"}
 SUCCESS_FILE = "_SUCCESS"
 TASKS_DIR = "_tasks"          # per-task summaries, in staging only
 STAGING_INFIX = ".staging-"
+OWNER_FILE = "owner.json"
 
 
 def check_format(output_format: str) -> str:
@@ -90,12 +93,16 @@ class Staging:
         self.uri = uri or dataio.join(parent, f".{name}{STAGING_INFIX}{uuid.uuid4().hex[:12]}")
 
     def create(self) -> "Staging":
-        """Creates the folder and proves it writable; ConfigError names the location otherwise."""
-        probe = dataio.join(self.uri, TASKS_DIR, ".probe")
+        """Creates the folder, owned by this process; ConfigError names the location if it is not writable.
+
+        The owner record (``_tasks/owner.json``: pid, host, start time) lets ``prodml gc`` tell the
+        staging folder of a killed run from one still being written.
+        """
         try:
             dataio.makedirs(dataio.join(self.uri, TASKS_DIR))
-            dataio.write_text_atomic(probe, "ok")
-            _remove(probe)
+            dataio.write_json(dataio.join(self.uri, TASKS_DIR, OWNER_FILE),
+                              {"pid": os.getpid(), "host": socket.gethostname(), "created": time.time(),
+                               "output_uri": self.output_uri})
         except Exception as e:  # OSError locally, tf.errors.* on gfile schemes
             raise ConfigError(f"Cannot write beside the output location {self.output_uri} ({self.uri}): "
                               f"{getattr(e, 'strerror', None) or getattr(e, 'message', None) or e}. Choose a "
@@ -118,8 +125,14 @@ class Staging:
         return sorted(n for n in dataio.list_files(self.uri)
                       if n.startswith("part-") and "/" not in n and ".tmp-" not in n)
 
-    def publish(self, summary: Mapping) -> None:
-        """Puts the staged parts at ``output_uri`` with ``_SUCCESS`` (summary JSON) written last."""
+    def publish(self, summary: Mapping, overwrite: bool = False) -> None:
+        """Puts the staged parts at ``output_uri`` with ``_SUCCESS`` (summary JSON) written last.
+
+        Without ``overwrite``, a prediction set that another run published at ``output_uri`` while
+        this one ran is kept, and this run's is not published (InputDataError).
+        """
+        if not overwrite and not is_empty(self.output_uri):
+            raise _published_meanwhile(self.output_uri)
         remove_tree(dataio.join(self.uri, TASKS_DIR))
         if dataio.is_local(self.uri):
             dataio.write_json(dataio.join(self.uri, SUCCESS_FILE), dict(summary))
@@ -129,7 +142,12 @@ class Staging:
                 # Overwrite (checked before the run) or an empty folder: move it aside, then swap.
                 old = f"{os.path.dirname(target)}/.{os.path.basename(target)}.old-{uuid.uuid4().hex[:8]}"
                 os.rename(target, old)
-            os.rename(dataio.local_path(self.uri), target)
+            try:
+                os.rename(dataio.local_path(self.uri), target)
+            except OSError as e:  # another run's set landed between the move and this rename
+                if old:
+                    shutil.rmtree(old, ignore_errors=True)
+                raise _published_meanwhile(self.output_uri) from e
             if old:
                 shutil.rmtree(old, ignore_errors=True)
             return
@@ -142,6 +160,19 @@ class Staging:
 
     def abort(self) -> None:
         remove_tree(self.uri)
+
+
+def _published_meanwhile(output_uri: str) -> InputDataError:
+    return InputDataError(
+        f"Another run published predictions at {output_uri} while this one ran, so this run's predictions "
+        "were not published (the other set is kept whole). Run again with a new --output, or with "
+        "--overwrite to replace that set.")
+
+
+def read_owner(staging_uri: str) -> dict:
+    """The owner record of a staging folder (empty when it has none)."""
+    uri = dataio.join(staging_uri, TASKS_DIR, OWNER_FILE)
+    return dataio.read_json(uri) if dataio.exists(uri) else {}
 
 
 def _remove(uri: str) -> None:
