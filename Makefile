@@ -10,7 +10,7 @@ SERVING := .venv/serving
 PRODML_HOME ?= $(CURDIR)/.prodml-demo
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup demo test test-unit test-runtime test-serving lint compile bench bench-pipeline bench-serving lock clean
+.PHONY: setup demo test test-unit test-runtime test-serving test-images images lint compile bench bench-pipeline bench-serving bench-quality lock clean
 
 setup: $(RUNTIME)/.synced $(SERVING)/.synced
 
@@ -37,17 +37,37 @@ test: setup test-runtime test-serving
 UNIT := not slow and not e2e and not notebook and not mysql
 
 test-unit: $(RUNTIME)/.synced $(SERVING)/.synced
-	$(RUNTIME)/bin/python -m pytest -q -m "not serving and $(UNIT)" --ignore=tests/serving
+	$(RUNTIME)/bin/python -m pytest -q -m "not serving and $(UNIT)" --ignore=tests/serving --ignore=tests/images
 	$(SERVING)/bin/python -m pytest -q -m "serving and $(UNIT)" tests/serving
 
 # Two pytest workers: most runtime tests wait on subprocesses and single-threaded Python, so the
 # pipeline runs, notebooks and SIGKILL runs of one file overlap with another file's on the second
 # core. A file's tests stay on one worker (--dist loadfile), so module fixtures run once.
 test-runtime: $(RUNTIME)/.synced
-	$(RUNTIME)/bin/python -m pytest -q -n 2 --dist loadfile -m "not serving" --ignore=tests/serving
+	$(RUNTIME)/bin/python -m pytest -q -n 2 --dist loadfile -m "not serving" --ignore=tests/serving --ignore=tests/images
 
 test-serving: $(SERVING)/.synced $(RUNTIME)/.synced
 	$(SERVING)/bin/python -m pytest -q -m serving tests/serving
+
+# The container images, built with podman (runc, configured by images/containers.conf). `make images`
+# builds Dockerfile.runtime and Dockerfile.serving on the official python base and tags them with the
+# names the manifests use. `make test-images` (needs root, podman, runc, debootstrap; not part of
+# `make test`) builds a stand-in for the base where no registry is reachable, builds both images on it
+# (tags end in -standin), runs the serving image as the ServingRuntime manifest starts it and one
+# pipeline component inside the runtime image. pip inside the builds trusts IMAGE_CA_BUNDLE.
+STANDIN_BASE := localhost/prodml-python-standin:3.11-bookworm
+IMAGE_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+IMAGE_BUILD := $(PYTHON) images/build.py $(if $(IMAGE_CA_BUNDLE),--ca-bundle $(IMAGE_CA_BUNDLE))
+images test-images: export CONTAINERS_CONF ?= $(CURDIR)/images/containers.conf
+
+images:
+	$(IMAGE_BUILD)
+
+test-images: setup
+	images/standin-base.sh $(STANDIN_BASE)
+	$(IMAGE_BUILD) --base $(STANDIN_BASE) --tag-suffix=-standin
+	PRODML_TEST_IMAGE_SUFFIX=-standin $(SERVING)/bin/python -m pytest -q -m images tests/images/test_serving_image.py
+	PRODML_TEST_IMAGE_SUFFIX=-standin $(RUNTIME)/bin/python -m pytest -q -m images tests/images/test_runtime_image.py
 
 lint: $(RUNTIME)/.synced
 	$(RUNTIME)/bin/ruff check .
@@ -62,6 +82,10 @@ bench-pipeline: $(RUNTIME)/.synced
 
 bench-serving: setup
 	$(SERVING)/bin/python benchmarks/serving_latency.py
+
+# The default model vs scikit-learn's HistGradientBoosting on six datasets (benchmarks/results/model_quality.json).
+bench-quality: $(RUNTIME)/.synced
+	$(RUNTIME)/bin/python benchmarks/model_quality.py
 
 # Re-resolve both locks of ENV (runtime or serving) after editing requirements/$(ENV)*.in (needs the
 # package index). The production closure is resolved alone; the dev tooling is then resolved on top of

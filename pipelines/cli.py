@@ -49,6 +49,17 @@ def _checked(parse: Callable[[str], Any], check: Callable[[Any], Any]) -> Callab
     return convert
 
 
+def _bound(name: str) -> Callable[[Any], Any]:
+    """An infra_validate bound: a finite number above 0."""
+    def check(value: Any) -> float:
+        from prodml.components.infra_validate.checks import positive
+
+        return positive(name, value)
+
+    check.__name__ = name
+    return check
+
+
 def _port(port: int) -> int:
     if not 1 <= port <= 65535:
         raise ConfigError(f"{port} is not a TCP port: give a number from 1 to 65535.")
@@ -98,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
                           help="absolute blessing bound, e.g. auc=0.9 (repeatable)")
     training.add_argument("--tolerance", type=_checked(float, _preflight("check_tolerance")),
                           default=defaults.TOLERANCE, help="how far the candidate may fall behind the pushed model")
+    training.add_argument("--infra-max-load-seconds", type=_checked(float, _bound("infra_max_load_seconds")),
+                          default=defaults.INFRA_MAX_LOAD_SECONDS,
+                          help="most seconds the predictor may take to load and warm up the candidate before push")
+    training.add_argument("--infra-max-p99-ms", type=_checked(float, _bound("infra_max_p99_ms")),
+                          default=defaults.INFRA_MAX_P99_MS,
+                          help="most p99 latency (ms) of single-row requests at concurrency "
+                               f"{defaults.INFRA_CONCURRENCY} to the served candidate before push")
+    training.add_argument("--export-formats", type=_export_formats, default=[], metavar="tflite,onnx",
+                          help="edge formats to write into the pushed version (edge/model.*), each only if it "
+                               "predicts what the SavedModel does (default: none)")
     training.add_argument("--epochs", type=_checked(int, _preflight("check_positive_int", "epochs")),
                           default=defaults.EPOCHS)
     training.add_argument("--batch-size", type=_checked(int, _preflight("check_positive_int", "batch_size")),
@@ -213,10 +234,12 @@ def _run_training(args) -> int:
         user_schema_uri=args.schema, baseline_statistics_uri=args.baseline_statistics,
         slice_feature=args.slice_feature, thresholds=_parse_thresholds(args.threshold),
         tolerance=args.tolerance, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        infra_max_load_seconds=args.infra_max_load_seconds, infra_max_p99_ms=args.infra_max_p99_ms,
+        export_formats=args.export_formats,
         **({} if args.na_values is None else {"na_values": _split_list(args.na_values)}))
     print(_human_summary(summary))
     if args.json:
-        keys = ("run_id", "metrics", "blessed", "reasons", "pushed", "metadata_db", "data_version")
+        keys = ("run_id", "metrics", "blessed", "reasons", "infra", "pushed", "metadata_db", "data_version")
         print(json.dumps({k: summary.get(k) for k in keys}, sort_keys=True))
     return 0
 
@@ -248,6 +271,7 @@ def _human_summary(summary: Dict) -> str:
               for name, value in sorted(summary["metrics"].items())]
     lines.append(f"Blessed: {'yes' if summary['blessed'] else 'no'}")
     lines += [f"  - {reason}" for reason in summary.get("reasons", [])]
+    lines += _infra_summary(summary.get("infra"))
     pushed = summary.get("pushed")
     lines.append(f"Pushed: version {pushed['version']} at {pushed['uri']}" if pushed
                  else "Pushed: nothing (the registry is unchanged)")
@@ -255,6 +279,38 @@ def _human_summary(summary: Dict) -> str:
     lines.append(f"Metadata: {summary['metadata_db']}")
     lines.append(f"Log: {summary['log_file']}")
     return "\n".join(lines)
+
+
+def _export_formats(text: str) -> List[str]:
+    """``--export-formats tflite,onnx``: known formats, in order, once each (argparse: exit 2 otherwise)."""
+    from prodml.components.export.executor import check_formats
+
+    try:
+        return check_formats(_split_list(text))
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _infra_summary(infra: Optional[Dict]) -> List[str]:
+    """The infra blessing and its figures (ready time, latency, prediction difference)."""
+    if not infra:
+        return []
+    figures = infra.get("figures", {})
+    lines = [f"Infra-validated (served by KServe): {'yes' if infra['blessed'] else 'no'}"]
+    measured = []
+    if figures.get("ready_seconds") is not None:
+        measured.append(f"ready in {figures['ready_seconds']:.1f}s")
+    if figures.get("p99_ms") is not None:
+        measured.append(f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms at concurrency "
+                        f"{figures.get('concurrency')}")
+    gaps = [g for g in (figures.get("max_difference") or {}).values() if g is not None]
+    if gaps:
+        measured.append(f"largest prediction difference {max(gaps):.2g}")
+    if measured:
+        lines.append("  " + "; ".join(measured))
+    if not infra["blessed"]:
+        lines += [f"  - {reason}" for reason in infra.get("reasons", [])]
+    return lines
 
 
 def _compile(args) -> int:

@@ -6,6 +6,8 @@ from typing import Dict, List
 from prodml.components.batch_predict.component import batch_predict
 from prodml.components.deploy.component import deploy
 from prodml.components.evaluate.component import evaluate
+from prodml.components.export.component import export
+from prodml.components.infra_validate.component import infra_validate
 from prodml.components.ingest.component import ingest
 from prodml.components.push.component import push
 from prodml.components.train.component import train
@@ -13,7 +15,8 @@ from prodml.components.transform.component import transform
 from prodml.components.validate.component import validate
 
 COMPONENTS = {"ingest": ingest, "validate": validate, "transform": transform, "train": train,
-              "evaluate": evaluate, "push": push, "deploy": deploy, "batch_predict": batch_predict}
+              "evaluate": evaluate, "infra_validate": infra_validate, "export": export, "push": push, "deploy": deploy,
+              "batch_predict": batch_predict}
 REPO_MANIFESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "manifests")
 
 

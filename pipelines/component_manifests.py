@@ -150,12 +150,19 @@ def build_metadata(name: str, component_ir: Dict[str, Any], description: str,
         "version": VERSIONS[name],
         "stability": STABILITY[name],
         "description": description,
-        "image": RUNTIME_IMAGE,
+        "image": image_of(component_ir),
         "source": f"components/{name}/component.py",
         "verified_with": versions,
         "last_verified": last_verified,
         "interface": interface_of(component_ir),
     }
+
+
+def image_of(component_ir: Dict[str, Any]) -> str:
+    """The container image a compiled component runs in (its ``base_image``)."""
+    executors = component_ir.get("deploymentSpec", {}).get("executors", {})
+    images = [e.get("container", {}).get("image") for e in executors.values()]
+    return next((image for image in images if image), RUNTIME_IMAGE)
 
 
 def header(name: str, version: str, image: str) -> List[str]:

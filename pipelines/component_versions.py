@@ -14,7 +14,9 @@ VERSIONS = {
     "transform": "1.0.1",
     "train": "1.0.1",
     "evaluate": "1.0.1",
-    "push": "2.0.0",
+    "infra_validate": "1.0.0",
+    "export": "1.0.0",
+    "push": "3.0.0",
     "deploy": "2.0.0",
     "batch_predict": "1.0.0",
 }
@@ -30,6 +32,9 @@ DEPENDENCIES = {
     "transform": _COMMON + ("tensorflow-transform", "tfx-bsl", "apache-beam"),
     "train": _COMMON + ("tensorflow-transform", "tf-keras"),
     "evaluate": _COMMON + ("tensorflow-transform", "scikit-learn"),
+    # Runs in the serving image (kserve, TF 2.21); compiled and verified from the runtime environment.
+    "infra_validate": _COMMON,
+    "export": _COMMON + ("tensorflow-transform", "tf2onnx", "onnx", "onnxruntime"),
     "push": _COMMON,
     "deploy": _COMMON + ("kubernetes",),
     "batch_predict": _COMMON + ("apache-beam", "pandas", "pyarrow"),

@@ -82,8 +82,8 @@ def reconcile_push(connection: str, registry_uri: str, model_name: str, version:
                    older_than: float = DEFAULT_OLDER_THAN) -> Optional[int]:
     """Records the push of a complete version that has no record in ML Metadata; returns the execution id.
 
-    The version's marker names the run that pushed it; that run's ingest, train and evaluate
-    records give the push its inputs, so lineage walks from the version back to the data as if
+    The version's marker names the run that pushed it; that run's ingest, train, evaluate and
+    infra_validate records give the push its inputs, so lineage walks from the version back to the data as if
     push had recorded it itself. Returns None when the version has a record already, its marker
     names no run, the run left no record, or its pusher may still be recording it.
     """
@@ -98,6 +98,7 @@ def reconcile_push(connection: str, registry_uri: str, model_name: str, version:
     wanted = {"model": ("train", keys.MODEL_KEY, lineage.MODEL),
               "blessing": ("evaluate", keys.BLESSING_KEY, lineage.BLESSING),
               "evaluation": ("evaluate", keys.EVALUATION_KEY, lineage.EVALUATION),
+              keys.INFRA_BLESSING_KEY: ("infra_validate", keys.INFRA_BLESSING_KEY, lineage.INFRA_BLESSING),
               "examples": ("ingest", keys.EXAMPLES_KEY, lineage.DATASET)}
     inputs = {}
     for key, (component, output, type_name) in wanted.items():

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest → validate → transform → train → evaluate → push → deploy.
+"""The training pipeline: ingest → validate → transform → train → evaluate → infra_validate → push → deploy.
 
 A plain KFP v2 pipeline function: run it through ``kfp.local`` (``prodml run training`` or
 :func:`prodml.pipelines.local.run_training`), or compile it for the Kubeflow Pipelines UI
@@ -15,6 +15,8 @@ from kfp.dsl import Model
 from prodml.components.common import defaults, keys, lineage
 from prodml.components.deploy.component import deploy
 from prodml.components.evaluate.component import evaluate
+from prodml.components.export.component import export
+from prodml.components.infra_validate.component import infra_validate
 from prodml.components.ingest.component import ingest
 from prodml.components.push.component import push
 from prodml.components.train.component import train
@@ -42,7 +44,8 @@ def _password_from_secret(task: dsl.PipelineTask) -> None:
 
 @dsl.pipeline(name=PIPELINE_NAME, description=(
     "Trains a model from a CSV or Parquet file: ingest, validate (TFDV), transform (TFT), train (Keras), "
-    "evaluate and bless, push to a versioned registry, and optionally deploy as a KServe InferenceService. "
+    "evaluate and bless, infra-validate in the serving runtime (KServe), push to a versioned registry, and "
+    "optionally deploy as a KServe InferenceService. "
     "Every step records its lineage in ML Metadata."))
 def training_pipeline(
     data_uri: str,
@@ -66,6 +69,9 @@ def training_pipeline(
     slice_feature: str = "",
     thresholds: Dict[str, float] = {},
     tolerance: float = defaults.TOLERANCE,
+    infra_max_load_seconds: float = defaults.INFRA_MAX_LOAD_SECONDS,
+    infra_max_p99_ms: float = defaults.INFRA_MAX_P99_MS,
+    export_formats: List[str] = [],
     deploy_namespace: str = "",
     canary_traffic_percent: int = 100,
     metadata_connection: str = CLUSTER_METADATA,
@@ -98,6 +104,11 @@ def training_pipeline(
         slice_feature: Raw feature to slice eval metrics by.
         thresholds: Absolute metric bounds for blessing, e.g. {"auc": 0.9}.
         tolerance: How far the candidate may fall behind the pushed model.
+        infra_max_load_seconds: Most seconds from the predictor's start to ready (load and warm-up) when the
+            candidate is served in the serving runtime before push.
+        infra_max_p99_ms: Most p99 latency, in ms, of single-row requests at concurrency 8 to the served candidate.
+        export_formats: Edge formats to push beside the SavedModel as edge/model.tflite and edge/model.onnx:
+            tflite, onnx, or both; each only if it matches the SavedModel on eval rows. [] exports nothing.
         deploy_namespace: Kubernetes namespace to deploy to; empty skips deployment.
         canary_traffic_percent: Traffic share for a newly deployed version.
         metadata_connection: ML Metadata connection string.
@@ -131,7 +142,17 @@ def training_pipeline(
                              slice_feature=slice_feature, thresholds=thresholds, tolerance=tolerance, **run)
     evaluate_task.set_display_name("Evaluate and bless")
 
+    infra_task = infra_validate(model=model, examples=examples, infra_max_load_seconds=infra_max_load_seconds,
+                                infra_max_p99_ms=infra_max_p99_ms, **run)
+    infra_task.set_display_name("Infra-validate (KServe)")
+    infra_task.after(evaluate_task)  # evaluate's numbers first: the served candidate must reproduce them
+
+    export_task = export(model=model, examples=examples, export_formats=export_formats, **run)
+    export_task.set_display_name("Export edge models")
+
     push_task = push(model=model, blessing=evaluate_task.outputs[keys.BLESSING_KEY],
+                     infra_blessing=infra_task.outputs[keys.INFRA_BLESSING_KEY],
+                     edge_models=export_task.outputs[keys.EDGE_MODELS_KEY],
                      evaluation=evaluate_task.outputs[keys.EVALUATION_KEY], examples=examples,
                      registry_uri=registry_uri, model_name=model_name,
                      namespace=deploy_namespace, **run)
@@ -142,6 +163,7 @@ def training_pipeline(
                          canary_traffic_percent=canary_traffic_percent, **run)
     deploy_task.set_display_name("Deploy to KServe")
 
-    for task in (ingest_task, validate_task, transform_task, train_task, evaluate_task, push_task, deploy_task):
+    for task in (ingest_task, validate_task, transform_task, train_task, evaluate_task, infra_task, export_task,
+                 push_task, deploy_task):
         _password_from_secret(task)
     return pushed_model

@@ -4,10 +4,12 @@ import pytest
 import yaml
 from kfp import components
 
-from prodml.components.common.images import RUNTIME_IMAGE
+from prodml.components.common.images import RUNTIME_IMAGE, SERVING_IMAGE
 from prodml.pipelines.compile import COMPONENTS, compile_all
 
-TASKS = {"ingest", "validate", "transform", "train", "evaluate", "push", "deploy"}
+TASKS = {"ingest", "validate", "transform", "train", "evaluate", "infra-validate", "export", "push", "deploy"}
+# Components that must work where the model is served run in the serving image.
+IMAGES = {"infra_validate": SERVING_IMAGE}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def test_component_runs_in_the_versioned_runtime_image(manifests, name):
     with open(manifests / "components" / name / "component.yaml", encoding="utf-8") as f:
         spec = yaml.safe_load(f)
     [executor] = spec["deploymentSpec"]["executors"].values()
-    assert executor["container"]["image"] == RUNTIME_IMAGE
+    assert executor["container"]["image"] == IMAGES.get(name, RUNTIME_IMAGE)
     assert not RUNTIME_IMAGE.endswith(":latest")
 
 

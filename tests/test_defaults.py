@@ -16,7 +16,8 @@ from prodml.pipelines.compile import COMPONENTS, compile_pipeline
 
 DEFAULTS = {"epochs": defaults.EPOCHS, "batch_size": defaults.BATCH_SIZE, "seed": defaults.SEED,
             "tolerance": defaults.TOLERANCE, "split_ratios": defaults.SPLIT_RATIOS,
-            "pipeline_name": defaults.PIPELINE_NAME, "na_values": defaults.NA_VALUES}
+            "pipeline_name": defaults.PIPELINE_NAME, "na_values": defaults.NA_VALUES,
+            "infra_max_load_seconds": defaults.INFRA_MAX_LOAD_SECONDS, "infra_max_p99_ms": defaults.INFRA_MAX_P99_MS}
 
 
 def _disagreements(where, params):
@@ -66,18 +67,23 @@ def test_the_cli_agrees():
 
     args = vars(cli._parser().parse_args(["run", "training", "--data", "d.csv", "--label", "y",
                                            "--model-name", "m"]))
-    checked = {name: args[name] for name in ("epochs", "seed", "tolerance", "batch_size") if name in args}
-    assert {"epochs", "seed", "tolerance"} <= set(checked)
+    checked = {name: args[name] for name in ("epochs", "seed", "tolerance", "batch_size", "infra_max_load_seconds",
+                                             "infra_max_p99_ms") if name in args}
+    assert {"epochs", "seed", "tolerance", "infra_max_load_seconds", "infra_max_p99_ms"} <= set(checked)
     assert _disagreements("prodml run training", checked) == []
 
 
 def test_the_executors_agree():
     from prodml.components.evaluate.executor import run_evaluate
+    from prodml.components.infra_validate.executor import run_infra_validate
     from prodml.components.ingest import splits
     from prodml.components.train.executor import run_train
 
     params = {name: p.default for name, p in inspect.signature(run_train).parameters.items()}
     params["tolerance"] = inspect.signature(run_evaluate).parameters["tolerance"].default
+    infra = inspect.signature(run_infra_validate).parameters
+    params["infra_max_load_seconds"] = infra["max_load_seconds"].default
+    params["infra_max_p99_ms"] = infra["max_p99_ms"].default
     assert _disagreements("executors", params) == []
     assert set(params) >= {"epochs", "batch_size", "seed", "tolerance"}
     # Ingest without split_ratios splits by the default ratios.

@@ -53,4 +53,4 @@ def test_images_install_only_the_production_lock(name, env):
              if line.strip() and not line.lstrip().startswith("#")]
     installs = [line for line in lines if "pip install" in line]
     assert f"-r requirements/{env}.lock" in installs[0]
-    assert not any("-dev" in line for line in lines)
+    assert not any("-dev.lock" in line or "-dev.in" in line for line in lines)

@@ -13,7 +13,8 @@ from prodml.pipelines.compile import compile_pipeline
 
 DISPLAY_NAMES = {"ingest": "Ingest data", "validate": "Validate data (TFDV)",
                  "transform": "Transform features (TFT)", "train": "Train model (Keras)",
-                 "evaluate": "Evaluate and bless", "push": "Push to registry", "deploy": "Deploy to KServe"}
+                 "evaluate": "Evaluate and bless", "infra-validate": "Infra-validate (KServe)",
+                 "export": "Export edge models", "push": "Push to registry", "deploy": "Deploy to KServe"}
 # (component, output) -> the artifact type the UI renders it by.
 VISUALIZED_OUTPUTS = {
     ("validate", "statistics_view"): "system.HTML",
@@ -21,6 +22,10 @@ VISUALIZED_OUTPUTS = {
     ("evaluate", "report"): "system.Markdown",
     ("evaluate", "metrics"): "system.Metrics",
     ("evaluate", "classification_metrics"): "system.ClassificationMetrics",
+    ("infra-validate", "report"): "system.Markdown",
+    ("infra-validate", "metrics"): "system.Metrics",
+    ("export", "report"): "system.Markdown",
+    ("export", "metrics"): "system.Metrics",
     ("push", "model_card"): "system.Markdown",
     ("deploy", "deployment_card"): "system.Markdown",
 }

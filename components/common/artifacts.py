@@ -7,6 +7,8 @@
 | ``prodml_model.json`` (model)          | ModelInfo    | train      | evaluate, push, serving          |
 | ``evaluation.json`` (evaluation)       | Evaluation   | evaluate   | push, the run summary            |
 | ``blessing.json`` (blessing)           | Blessing     | evaluate   | push, the run summary            |
+| ``infra_blessing.json`` (infra blessing) | InfraBlessing | infra_validate | push, the run summary      |
+| ``edge_export.json`` (edge models)     | EdgeExport   | export     | push                             |
 | ``model_card.json`` (registry version) | ModelCard    | push       | evaluate (re-run check)          |
 | ``inferenceservice.yaml`` (version)    | read_inferenceservice / write_inferenceservice | push | deploy |
 
@@ -349,6 +351,76 @@ class Blessing(_JsonFile):
 
     def to_dict(self) -> Dict[str, Any]:
         return {"blessed": self.blessed, "reasons": list(self.reasons), "compared_to": self.compared_to}
+
+
+@dataclasses.dataclass(frozen=True)
+class InfraBlessing(_JsonFile):
+    """``infra_blessing.json``: whether the candidate loads and answers in the serving runtime.
+
+    ``reasons`` say every check as a sentence; ``figures`` are what was measured (start-to-ready
+    seconds, load and warm-up seconds, the largest prediction difference per protocol, latency
+    percentiles at the tested concurrency) and ``bounds`` the limits they were held to.
+    """
+
+    blessed: bool
+    reasons: List[str]
+    figures: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    bounds: Dict[str, float] = dataclasses.field(default_factory=dict)
+    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    FILE = keys.INFRA_BLESSING_FILE
+    WHAT = "an infra blessing folder written by infra_validate"
+    PRODUCER = "infra_validate"
+
+    @classmethod
+    def _parse(cls, fields: _Fields) -> "InfraBlessing":
+        return cls(blessed=fields.get("blessed", bool), reasons=fields.sequence("reasons", str),
+                   figures=fields.get("figures", dict, optional=True, default={}),
+                   bounds=fields.mapping("bounds", _NUMBER, optional=True),
+                   extra=fields.extra(dataclasses.fields(cls)))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**self.extra, "blessed": self.blessed, "reasons": list(self.reasons), "figures": self.figures,
+                "bounds": dict(self.bounds)}
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeExport(_JsonFile):
+    """``edge_export.json``: what export did for each requested edge format.
+
+    ``formats`` maps a format (``keys.EDGE_FILES``) to ``{"written": bool, "file": "edge/<name>" or
+    null, "size_bytes", "max_difference" (largest absolute difference from the SavedModel on
+    ``parity_rows`` eval rows), "parity_rows", "p50_ms", "saved_model_p50_ms" (per-row latency of
+    the format and of the SavedModel, measured side by side), "reason"}``; a format is written only
+    when its difference is within ``tolerance``, and ``reason`` says why it was or was not.
+    """
+
+    formats: Dict[str, Dict[str, Any]]
+    tolerance: float
+    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    FILE = keys.EDGE_EXPORT_FILE
+    WHAT = "an edge models folder written by export"
+    PRODUCER = "export"
+
+    @classmethod
+    def _parse(cls, fields: _Fields) -> "EdgeExport":
+        formats = fields.mapping("formats", dict)
+        for name, entry in formats.items():
+            nested = _Fields(entry, fields.path, fields.producer, f"formats.{name}.")
+            nested.get("written", bool)
+            nested.get("reason", str)
+            nested.get("file", str, optional=True)
+        return cls(formats=formats, tolerance=fields.get("tolerance", _NUMBER),
+                   extra=fields.extra(dataclasses.fields(cls)))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**self.extra, "formats": self.formats, "tolerance": self.tolerance}
+
+    def written(self) -> Dict[str, str]:
+        """Format → its file, relative to the folder, for the formats that passed parity."""
+        return {name: entry["file"] for name, entry in sorted(self.formats.items())
+                if entry["written"] and entry.get("file")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,9 @@ LABEL_INFO_FILE = "label_info.json"        # transform graph: label, problem typ
 MODEL_INFO_FILE = "prodml_model.json"      # model: raw features, signatures, training parameters
 EVALUATION_FILE = "evaluation.json"        # evaluation: overall metrics, slices, baseline comparison
 BLESSING_FILE = "blessing.json"            # blessing: blessed flag and reasons
+INFRA_BLESSING_FILE = "infra_blessing.json"  # infra blessing: served in the serving runtime or not, figures
+EDGE_EXPORT_FILE = "edge_export.json"    # edge models: per format written or not, size, parity, latency
+EDGE_DIR = "edge"                          # edge models and pushed version: the folder of the edge formats
 MODEL_CARD_MD = "model_card.md"            # pushed version: human model card
 MODEL_CARD_JSON = "model_card.json"        # pushed version: machine model card
 ISVC_FILE = "inferenceservice.yaml"        # pushed version: the KServe InferenceService serving it
@@ -41,7 +44,9 @@ METRICS_KEY = "metrics"                    # evaluate: scalar metrics
 CLASSIFICATION_METRICS_KEY = "classification_metrics"  # evaluate: confusion matrix and ROC curve
 EVALUATION_KEY = "evaluation"              # evaluate: evaluation.json
 BLESSING_KEY = "blessing"                  # evaluate: blessing.json
-REPORT_KEY = "report"                      # evaluate: the evaluation as Markdown
+REPORT_KEY = "report"                      # evaluate, infra_validate: the decision as Markdown
+INFRA_BLESSING_KEY = "infra_blessing"      # infra_validate: infra_blessing.json
+EDGE_MODELS_KEY = "edge_models"            # export: edge/model.tflite, edge/model.onnx, edge_export.json
 PUSHED_MODEL_KEY = "pushed_model"          # push: points at the registry version
 MODEL_CARD_KEY = "model_card"              # push: the model card as Markdown
 DEPLOYMENT_KEY = "deployment"              # deploy: the deployment record
@@ -59,7 +64,9 @@ COMPONENT_ARTIFACTS = {
     "train": {"inputs": (TRANSFORM_GRAPH_KEY, TRANSFORMED_EXAMPLES_KEY), "outputs": (MODEL_KEY,)},
     "evaluate": {"inputs": (MODEL_KEY, EXAMPLES_KEY),
                  "outputs": (METRICS_KEY, CLASSIFICATION_METRICS_KEY, EVALUATION_KEY, BLESSING_KEY, REPORT_KEY)},
-    "push": {"inputs": (MODEL_KEY, BLESSING_KEY, EVALUATION_KEY, EXAMPLES_KEY),
+    "infra_validate": {"inputs": (MODEL_KEY, EXAMPLES_KEY), "outputs": (INFRA_BLESSING_KEY, METRICS_KEY, REPORT_KEY)},
+    "export": {"inputs": (MODEL_KEY, EXAMPLES_KEY), "outputs": (EDGE_MODELS_KEY, METRICS_KEY, REPORT_KEY)},
+    "push": {"inputs": (MODEL_KEY, BLESSING_KEY, INFRA_BLESSING_KEY, EVALUATION_KEY, EXAMPLES_KEY, EDGE_MODELS_KEY),
              "outputs": (PUSHED_MODEL_KEY, MODEL_CARD_KEY)},
     "deploy": {"inputs": (PUSHED_MODEL_KEY,), "outputs": (DEPLOYMENT_KEY, DEPLOYMENT_CARD_KEY)},
     "batch_predict": {"inputs": (MODEL_KEY,), "outputs": (PREDICTIONS_KEY, METRICS_KEY, SUMMARY_KEY)},
@@ -73,6 +80,11 @@ ISVC_MODEL_LABEL = "prodml.io/model-name"             # the registry model name 
 RAW_SIGNATURE = "serving_default"          # one input per raw feature, by name
 EXAMPLES_SIGNATURE = "serving_examples"    # serialized tf.Example records, input "examples"
 PREDICTIONS = "predictions"                # the single output of both signatures
+
+# Edge formats written by export, each as edge/<file> in the edge models artifact and the pushed version.
+TFLITE = "tflite"
+ONNX = "onnx"
+EDGE_FILES = {TFLITE: "model.tflite", ONNX: "model.onnx"}
 
 # Problem types.
 BINARY = "binary"

@@ -56,6 +56,7 @@ SCHEMA = "prodml.Schema"
 TRANSFORM_GRAPH = "prodml.TransformGraph"
 EVALUATION = "prodml.ModelEvaluation"
 BLESSING = "prodml.ModelBlessing"
+INFRA_BLESSING = "prodml.InfraBlessing"
 DEPLOYMENT = "prodml.Deployment"
 
 

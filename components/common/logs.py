@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 LOGGER_NAME = "prodml"
 _NOISY_LOGGERS = ("tensorflow", "absl", "apache_beam", "tfx_bsl", "tensorflow_transform",
-                  "tensorflow_data_validation", "h5py", "urllib3", "kfp")
+                  "tensorflow_data_validation", "h5py", "urllib3", "kfp", "tf2onnx")
 
 
 def silence_tensorflow() -> None:

@@ -40,6 +40,8 @@ ARTIFACT_TYPES = {
     keys.CLASSIFICATION_METRICS_KEY: lineage.CLASSIFICATION_METRICS,
     keys.EVALUATION_KEY: lineage.EVALUATION,
     keys.BLESSING_KEY: lineage.BLESSING,
+    keys.INFRA_BLESSING_KEY: lineage.INFRA_BLESSING,
+    keys.EDGE_MODELS_KEY: lineage.MODEL,           # export's edge/ folder: TFLite, ONNX
     keys.REPORT_KEY: lineage.MARKDOWN,
     keys.PUSHED_MODEL_KEY: lineage.MODEL,
     keys.MODEL_CARD_KEY: lineage.MARKDOWN,

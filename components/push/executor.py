@@ -3,7 +3,8 @@
 A version is ``<registry>/<model_name>/<version>/``: the SavedModel and ``prodml_model.json``
 copied from the model folder, ``model_card.md``, ``model_card.json`` and the KServe
 ``inferenceservice.yaml`` that serves it. It appears only complete (see ``registry.publish``).
-A model that is not blessed is not pushed.
+A model is pushed only when evaluate blessed it and, when its folder is given, infra_validate
+infra-blessed it (the training pipeline always gives it).
 """
 
 import datetime
@@ -22,16 +23,20 @@ log = get_logger(__name__)
 
 def run_push(model_dir: str, blessing_dir: str, evaluation_dir: str, examples_dir: str, registry_uri: str,
              model_name: str, run_id: str = "", parameters: Optional[dict] = None,
-             namespace: str = "default", runtime: str = "prodml", image: str = "", card_path: str = "") -> dict:
+             namespace: str = "default", runtime: str = "prodml", image: str = "", card_path: str = "",
+             infra_blessing_dir: str = "", edge_models_dir: str = "") -> dict:
     """Copies a blessed model to the next version of ``model_name`` in ``registry_uri``.
 
     Beside the model it writes the model card and the InferenceService manifest that serves the
     version (``runtime``, ``image`` and ``namespace`` as in ``render_inferenceservice``); deploy
     applies that manifest. ``card_path``, when given, receives the model card as Markdown (or,
-    when nothing is pushed, why).
+    when nothing is pushed, why). ``infra_blessing_dir`` is infra_validate's folder: when given, the
+    model must be infra-blessed too. ``edge_models_dir`` is export's folder: when given, the edge
+    formats that passed parity go into the version as ``edge/<file>`` and the card lists every format.
 
     Returns ``{"pushed", "version", "uri", "reasons", "model_card", "data_sha256"}``; when the
-    model is not blessed nothing is written, ``pushed`` is False and ``reasons`` say why.
+    model is not blessed (or not infra-blessed) nothing is written, ``pushed`` is False and
+    ``reasons`` say why (the infra reasons prefixed with "infra: ").
     """
     check_model_name(model_name)
     if not registry_uri:
@@ -39,13 +44,18 @@ def run_push(model_dir: str, blessing_dir: str, evaluation_dir: str, examples_di
     blessing = artifacts.Blessing.read(blessing_dir)
     evaluation = artifacts.Evaluation.read(evaluation_dir)
     data_version = artifacts.DataVersion.read(examples_dir)
-    if not blessing.blessed:
-        log.info("not pushed: %s", "; ".join(blessing.reasons) or "the model is not blessed")
+    infra = artifacts.InfraBlessing.read(infra_blessing_dir) if infra_blessing_dir else None
+    if not blessing.blessed or (infra is not None and not infra.blessed):
+        reasons = list(blessing.reasons) if not blessing.blessed else []
+        if infra is not None and not infra.blessed:
+            reasons += [f"infra: {reason}" for reason in infra.reasons]
+        log.info("not pushed: %s", "; ".join(reasons) or "the model is not blessed")
         if card_path:
-            dataio.write_text_atomic(card_path, model_card.render_not_pushed(model_name, blessing.reasons))
-        return _result(None, None, blessing.reasons, "", data_version)
+            dataio.write_text_atomic(card_path, model_card.render_not_pushed(model_name, reasons))
+        return _result(None, None, reasons, "", data_version)
 
     model_info = artifacts.ModelInfo.read(model_dir)
+    edge = artifacts.EdgeExport.read(edge_models_dir) if edge_models_dir else None
     if not dataio.exists(dataio.join(model_dir, "saved_model.pb")):
         raise InputDataError(f"{model_dir} holds no saved_model.pb: give the model folder that train wrote.")
     check_runtime(runtime, image)  # before anything is written
@@ -60,7 +70,10 @@ def run_push(model_dir: str, blessing_dir: str, evaluation_dir: str, examples_di
         card = model_card.build_card(model_name, version, uri, created, model_info.to_dict(),
                                      evaluation.to_dict(), blessing.to_dict(), data_version.to_dict(),
                                      run_id=run_id, parameters=parameters,
-                                     inference_service={"name": model_name, "namespace": namespace})
+                                     inference_service={"name": model_name, "namespace": namespace},
+                                     edge_formats=edge.formats if edge else None)
+        for relative in (edge.written() if edge else {}).values():
+            copy_file(dataio.join(edge_models_dir, relative), dataio.join(staging, relative))
         cards[version] = model_card.render_markdown(card)
         artifacts.ModelCard(card).write(staging)
         dataio.write_text_atomic(dataio.join(staging, keys.MODEL_CARD_MD), cards[version])

@@ -10,8 +10,12 @@ from typing import Any, Dict, List, Optional
 def build_card(model_name: str, version: int, storage_uri: str, created: str, model_info: Dict[str, Any],
                evaluation: Dict[str, Any], blessing: Dict[str, Any], data_version: Dict[str, Any],
                run_id: str = "", parameters: Optional[Dict[str, Any]] = None,
-               inference_service: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """The machine-readable model card of one pushed version."""
+               inference_service: Optional[Dict[str, Any]] = None,
+               edge_formats: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The machine-readable model card of one pushed version.
+
+    ``edge_formats`` is export's ``edge_export.json`` ``formats`` block (None: no export step).
+    """
     return {
         "model_name": model_name,
         "version": version,
@@ -31,6 +35,7 @@ def build_card(model_name: str, version: int, storage_uri: str, created: str, mo
         "data": {k: data_version.get(k) for k in ("source_uri", "sha256", "size_bytes", "row_counts",
                                                      "split_ratios", "dropped_columns")},
         "inference_service": inference_service or {},
+        "edge_formats": dict(edge_formats or {}),
     }
 
 
@@ -76,6 +81,8 @@ def render_markdown(card: Dict[str, Any]) -> str:
     if data.get("dropped_columns"):
         lines.append(f"| Dropped columns | {', '.join(f'`{c}`' for c in data['dropped_columns'])} |")
 
+    lines += _edge_section(card.get("edge_formats") or {})
+
     params = {**{f"train.{k}": v for k, v in (card.get("training_params") or {}).items()},
               **(card.get("parameters") or {})}
     if params:
@@ -98,6 +105,32 @@ def _task(label: Dict[str, Any]) -> str:
     if problem == "multiclass" and classes:
         return f"`{name}`, multiclass classification: one probability per class, in the order {classes}."
     return f"`{name}`, regression: its value."
+
+
+def _edge_section(formats: Dict[str, Any]) -> List[str]:
+    """Each exported format: its file (or that it was not written), size, parity and per-row latency."""
+    if not formats:
+        return []
+    lines = ["", "## Edge formats", "",
+             "Raw features in, the transform included. Largest difference: from the SavedModel's predictions on "
+             "the eval rows; p50: median latency of one-row calls, measured beside the SavedModel's in the same run.",
+             "", "| format | file | size | largest difference | p50 per row | SavedModel p50 | note |",
+             "|---|---|---|---|---|---|---|"]
+    for name, entry in sorted(formats.items()):
+        written = f"`{entry['file']}`" if entry.get("written") else "not written"
+        size = entry.get("size_bytes")
+        lines.append(f"| {name} | {written} | {'' if size is None else f'{size / 1e6:.2f} MB'} | "
+                     f"{_fmt_small(entry.get('max_difference'))} | {_ms(entry.get('p50_ms'))} | "
+                     f"{_ms(entry.get('saved_model_p50_ms'))} | {entry.get('reason', '')} |")
+    return lines
+
+
+def _fmt_small(value) -> str:
+    return "" if value is None else f"{value:.2g}"
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.2f} ms"
 
 
 def _slice_table(slices: Dict[str, Dict[str, float]]) -> List[str]:
