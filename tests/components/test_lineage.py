@@ -183,7 +183,8 @@ def test_compiled_pipeline_takes_the_metadata_password_from_a_kubernetes_secret(
     spec, platform = list(yaml.safe_load_all(text))
     executors = spec["deploymentSpec"]["executors"]
     wired = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(wired) == set(executors) and len(executors) == 7
+    # Every task of the pipeline (ingest ... infra_validate, export, push, deploy) gets the Secret.
+    assert set(wired) == set(executors) and len(executors) == len(spec["root"]["dag"]["tasks"]) == 9
     for executor in wired.values():
         assert executor["secretAsEnv"] == [{
             "secretName": "prodml-metadata",
