@@ -61,7 +61,7 @@ def run_evaluate(model_dir: str, examples_dir: str, evaluation_dir: str, blessin
     data_version = artifacts.DataVersion.read(examples_dir)
     label_kind = _label_kind(data_version, examples_dir, label.name)
 
-    candidate = _load_signature(model_dir)
+    candidate = load_examples_signature(model_dir)
     pushed = _find_pushed(registry_uri, model_name, label)
     with step(log, f"evaluating {model_dir} on {keys.EVAL} of {examples_dir}"):
         data = _score(examples_dir, label.name, label_kind, slice_feature, raw_features.get(slice_feature),
@@ -255,12 +255,12 @@ def _find_pushed(registry_uri: str, model_name: str, label: artifacts.Label) -> 
         log.warning("pushed v%d %s", version, why)
         return _Pushed(version, uri, None, why)
     try:
-        return _Pushed(version, uri, _load_signature(uri))
+        return _Pushed(version, uri, load_examples_signature(uri))
     except ConfigError as e:
         raise RegistryError(f"Pushed version {uri} cannot be loaded: {e}") from e
 
 
-def _load_signature(model_dir: str):
+def load_examples_signature(model_dir: str):
     """The model's ``serving_examples`` signature as a function of a batch of serialized examples."""
     import tensorflow as tf
 

@@ -14,7 +14,7 @@ import math
 from typing import Any, Dict, List, Optional
 
 from prodml.components.common import dataio, keys
-from prodml.components.common.errors import ConfigError, InputDataError
+from prodml.components.common.errors import InputDataError
 
 
 @dataclasses.dataclass
@@ -95,13 +95,7 @@ def expected_predictions(model_dir: str, probe: Probe) -> List[Any]:
     """The ``serving_examples`` signature's predictions of the probe rows, as evaluate computes them."""
     import tensorflow as tf
 
-    try:
-        model = tf.saved_model.load(model_dir)
-    except (OSError, tf.errors.OpError) as e:
-        raise ConfigError(f"Cannot load the SavedModel in {model_dir}: {e}. Give the model folder that train "
-                          "wrote.") from e
-    if keys.EXAMPLES_SIGNATURE not in model.signatures:
-        raise ConfigError(f"The SavedModel in {model_dir} has no '{keys.EXAMPLES_SIGNATURE}' signature "
-                          f"(it has: {', '.join(model.signatures) or 'none'}). Export it with prodml's train.")
-    outputs = model.signatures[keys.EXAMPLES_SIGNATURE](examples=tf.constant(probe.serialized))
+    from prodml.components.evaluate.executor import load_examples_signature
+
+    outputs = load_examples_signature(model_dir)(tf.constant(probe.serialized))
     return outputs[keys.PREDICTIONS].numpy().tolist()
