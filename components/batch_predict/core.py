@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from prodml.components.common import artifacts, keys, registry
+from prodml.components.common import artifacts, keys, registry, saved_models
 from prodml.components.common.errors import ConfigError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -103,15 +103,8 @@ class Model:
         self.info = artifacts.ModelInfo.read(model_dir)
         self.label = self.info.label
         self.features: Dict[str, str] = dict(sorted(self.info.raw_features.items()))
-        try:
-            self._loaded = tf.saved_model.load(model_dir)
-        except (OSError, tf.errors.OpError) as e:
-            raise ConfigError(f"Cannot load the SavedModel in {model_dir}: {e}. Give a registry version or "
-                              "the model folder that train wrote.") from e
-        if keys.RAW_SIGNATURE not in self._loaded.signatures:
-            raise ConfigError(f"The SavedModel in {model_dir} has no '{keys.RAW_SIGNATURE}' signature (it has "
-                              f"{', '.join(self._loaded.signatures) or 'none'}). Export it with prodml's train.")
-        self._fn = self._loaded.signatures[keys.RAW_SIGNATURE]
+        self._loaded, self._fn = saved_models.load_signature(
+            model_dir, keys.RAW_SIGNATURE, "Give a registry version or the model folder that train wrote.")
         self._tf = tf
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:

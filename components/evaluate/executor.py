@@ -14,6 +14,7 @@ import numpy as np
 from prodml.components.common import artifacts, dataio, defaults, keys, names, registry
 from prodml.components.common.errors import ConfigError, InputDataError, RegistryError
 from prodml.components.common.logs import get_logger, step
+from prodml.components.common.saved_models import load_examples_signature
 from prodml.components.evaluate import blessing as checks
 from prodml.components.evaluate import metrics as m
 from prodml.components.evaluate import report, slices
@@ -258,23 +259,6 @@ def _find_pushed(registry_uri: str, model_name: str, label: artifacts.Label) -> 
         return _Pushed(version, uri, load_examples_signature(uri))
     except ConfigError as e:
         raise RegistryError(f"Pushed version {uri} cannot be loaded: {e}") from e
-
-
-def load_examples_signature(model_dir: str):
-    """The model's ``serving_examples`` signature as a function of a batch of serialized examples."""
-    import tensorflow as tf
-
-    try:
-        model = tf.saved_model.load(model_dir)
-    except (OSError, tf.errors.OpError) as e:
-        raise ConfigError(f"Cannot load the SavedModel in {model_dir}: {e}. Give the model folder that train "
-                          "wrote.") from e
-    if keys.EXAMPLES_SIGNATURE not in model.signatures:
-        raise ConfigError(f"The SavedModel in {model_dir} has no '{keys.EXAMPLES_SIGNATURE}' signature "
-                          f"(it has: {', '.join(model.signatures) or 'none'}). Export it with prodml's train.")
-    signature = model.signatures[keys.EXAMPLES_SIGNATURE]
-    # The closure keeps the loaded model alive: a signature alone loses its variables to garbage collection.
-    return lambda batch, _model=model: signature(examples=batch)
 
 
 def _label_kind(data_version: artifacts.DataVersion, examples_dir: str, label_name: str) -> str:

@@ -95,7 +95,7 @@ def expected_predictions(model_dir: str, probe: Probe) -> List[Any]:
     """The ``serving_examples`` signature's predictions of the probe rows, as evaluate computes them."""
     import tensorflow as tf
 
-    from prodml.components.evaluate.executor import load_examples_signature
+    from prodml.components.common.saved_models import load_examples_signature
 
     outputs = load_examples_signature(model_dir)(tf.constant(probe.serialized))
     return outputs[keys.PREDICTIONS].numpy().tolist()
