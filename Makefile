@@ -10,7 +10,7 @@ SERVING := .venv/serving
 PRODML_HOME ?= $(CURDIR)/.prodml-demo
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup demo test test-unit test-runtime test-serving test-images images lint compile bench bench-pipeline bench-serving bench-quality lock clean
+.PHONY: setup demo demo-loop test test-unit test-runtime test-serving test-images images lint compile bench bench-pipeline bench-serving bench-quality bench-monitor lock clean
 
 setup: $(RUNTIME)/.synced $(SERVING)/.synced
 
@@ -29,6 +29,12 @@ demo: setup
 		--model-name chicago-taxi --drop-columns tips --root $(PRODML_HOME)
 	$(RUNTIME)/bin/prodml lineage --model-name chicago-taxi --root $(PRODML_HOME)
 	$(RUNTIME)/bin/prodml serve --model-name chicago-taxi --root $(PRODML_HOME) --demo-requests data/chicago_taxi/data.csv
+
+# The monitoring loop in under 5 minutes (pipelines/demo_loop.py): v1 trained on January-June trips and served
+# with request logging; drifted July-December trips replayed over HTTP; late labels; prodml monitor retrains
+# and pushes v2; the server rolls over while requests keep coming. Its own home: .prodml-demo-loop/ (emptied first).
+demo-loop: setup
+	$(RUNTIME)/bin/python -m prodml.pipelines.demo_loop --root $(CURDIR)/.prodml-demo-loop
 
 test: setup test-runtime test-serving
 
@@ -50,11 +56,12 @@ test-serving: $(SERVING)/.synced $(RUNTIME)/.synced
 	$(SERVING)/bin/python -m pytest -q -m serving tests/serving
 
 # The container images, built with podman (runc, configured by images/containers.conf). `make images`
-# builds Dockerfile.runtime and Dockerfile.serving on the official python base and tags them with the
-# names the manifests use. `make test-images` (needs root, podman, runc, debootstrap; not part of
-# `make test`) builds a stand-in for the base where no registry is reachable, builds both images on it
-# (tags end in -standin), runs the serving image as the ServingRuntime manifest starts it and one
-# pipeline component inside the runtime image. pip inside the builds trusts IMAGE_CA_BUNDLE.
+# builds Dockerfile.runtime (targets runtime and infra-validate: the runtime image plus the serving
+# environment, for infra_validate) and Dockerfile.serving on the official python base and tags them with the names the
+# manifests use. `make test-images` (needs root, podman, runc, debootstrap; not part of `make test`)
+# builds a stand-in for the base where no registry is reachable, builds the three images on it (tags end
+# in -standin), runs the serving image as each ServingRuntime manifest starts it, one pipeline component
+# inside the runtime image and infra_validate inside its image. pip inside the builds trusts IMAGE_CA_BUNDLE.
 STANDIN_BASE := localhost/prodml-python-standin:3.11-bookworm
 IMAGE_CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 IMAGE_BUILD := $(PYTHON) images/build.py $(if $(IMAGE_CA_BUNDLE),--ca-bundle $(IMAGE_CA_BUNDLE))
@@ -67,7 +74,8 @@ test-images: setup
 	images/standin-base.sh $(STANDIN_BASE)
 	$(IMAGE_BUILD) --base $(STANDIN_BASE) --tag-suffix=-standin
 	PRODML_TEST_IMAGE_SUFFIX=-standin $(SERVING)/bin/python -m pytest -q -m images tests/images/test_serving_image.py
-	PRODML_TEST_IMAGE_SUFFIX=-standin $(RUNTIME)/bin/python -m pytest -q -m images tests/images/test_runtime_image.py
+	PRODML_TEST_IMAGE_SUFFIX=-standin $(RUNTIME)/bin/python -m pytest -q -m images tests/images/test_runtime_image.py \
+		tests/images/test_infra_validate_image.py
 
 lint: $(RUNTIME)/.synced
 	$(RUNTIME)/bin/ruff check .
@@ -86,6 +94,11 @@ bench-serving: setup
 # The default model vs scikit-learn's HistGradientBoosting on six datasets (benchmarks/results/model_quality.json).
 bench-quality: $(RUNTIME)/.synced
 	$(RUNTIME)/bin/python benchmarks/model_quality.py
+
+# The monitor on 100k and 1M logged rows against TFDV's own statistics of the same rows, side by side
+# (benchmarks/results/monitor.json); trains a model into /tmp/prodml-monitor-bench/home on first use.
+bench-monitor: $(RUNTIME)/.synced
+	$(RUNTIME)/bin/python benchmarks/monitor.py --json benchmarks/results/monitor.json
 
 # Re-resolve both locks of ENV (runtime or serving) after editing requirements/$(ENV)*.in (needs the
 # package index). The production closure is resolved alone; the dev tooling is then resolved on top of
@@ -107,4 +120,4 @@ lock:
 	rm -rf $(LOCK_VENV)
 
 clean:
-	rm -rf .venv $(PRODML_HOME) local_outputs
+	rm -rf .venv $(PRODML_HOME) .prodml-demo-loop local_outputs

@@ -1,4 +1,4 @@
-"""Builds the runtime and serving images with podman from Dockerfile.runtime and Dockerfile.serving.
+"""Builds the runtime, serving and infra-validate images with podman from Dockerfile.runtime and Dockerfile.serving.
 
 Run by ``make images`` (official base) and ``make test-images`` (the local stand-in base)::
 
@@ -7,6 +7,8 @@ Run by ``make images`` (official base) and ``make test-images`` (the local stand
 
 Tags are the names the components and manifests use (``prodml.components.common.images``) plus
 ``--tag-suffix``, so an image built on the stand-in base is never mistaken for a release image.
+The infra-validate image is Dockerfile.runtime's ``infra-validate`` target: it shares the runtime
+image's dependency layers (built first, so it reuses them from the cache).
 Builds use the host network (pip and apt reach their indexes as the host does); the CA bundle and
 pip.conf go in as build secrets, never into a layer. Prints each image's build time and size, and
 with ``--record`` writes them as JSON. Standard library only: it runs before any venv exists.
@@ -26,19 +28,25 @@ from typing import Dict, List, Optional
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 IMAGES_MODULE = REPO / "components" / "common" / "images.py"
-DOCKERFILES = {"runtime": "Dockerfile.runtime", "serving": "Dockerfile.serving"}
+DOCKERFILES = {"runtime": "Dockerfile.runtime", "serving": "Dockerfile.serving",
+               "infra_validate": "Dockerfile.runtime"}
+# The build stage of each image in a multi-stage Dockerfile.
+TARGETS = {"runtime": "runtime", "infra_validate": "infra-validate"}
 
 
 def image_names(suffix: str = "") -> Dict[str, str]:
     """The tag of each image: the name components and manifests use, plus ``suffix``."""
     names = runpy.run_path(str(IMAGES_MODULE))
-    return {"runtime": names["RUNTIME_IMAGE"] + suffix, "serving": names["SERVING_IMAGE"] + suffix}
+    return {"runtime": names["RUNTIME_IMAGE"] + suffix, "serving": names["SERVING_IMAGE"] + suffix,
+            "infra_validate": names["INFRA_VALIDATE_IMAGE"] + suffix}
 
 
 def build_command(kind: str, tag: str, base: Optional[str], ca_bundle: Optional[str],
                   pip_conf: Optional[str], no_cache: bool) -> List[str]:
     """The ``podman build`` command line of one image."""
     cmd = ["podman", "build", "--network", "host", "--file", DOCKERFILES[kind], "--tag", tag]
+    if kind in TARGETS:
+        cmd += ["--target", TARGETS[kind]]
     if base:
         cmd += ["--build-arg", f"BASE_IMAGE={base}"]
     if ca_bundle:
@@ -81,7 +89,13 @@ def build(kinds: List[str], suffix: str, base: Optional[str], ca_bundle: Optiona
         size = image_size(tag)
         results[kind] = {"tag": tag, "dockerfile": DOCKERFILES[kind], "build_seconds": round(seconds, 1),
                          "size_bytes": size, "size_mb": round(size / 1e6, 1)}
-        print(f"    {tag}: {seconds:.0f} s, {size / 1e6:.0f} MB", flush=True)
+        note = ""
+        if kind == "infra_validate":
+            # Its dependency layers are the runtime image's: a node holding that image pulls only the rest.
+            added = size - image_size(image_names(suffix)["runtime"])
+            results[kind]["added_to_runtime_mb"] = round(added / 1e6, 1)
+            note = f" ({added / 1e6:.0f} MB on top of the runtime image's layers)"
+        print(f"    {tag}: {seconds:.0f} s, {size / 1e6:.0f} MB{note}", flush=True)
     return results
 
 
@@ -94,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--pip-conf", default=None, help="A pip.conf used inside the build (a secret).")
     parser.add_argument("--no-cache", action="store_true", help="Rebuild every layer (for timing).")
     parser.add_argument("--only", choices=sorted(DOCKERFILES), action="append",
-                        help="Build only this image (repeatable). Default: both.")
+                        help="Build only this image (repeatable). Default: all three, the runtime image first.")
     parser.add_argument("--record", default=None, help="Write the build times and sizes to this JSON file.")
     parser.add_argument("--log-dir", default=os.environ.get("TMPDIR", "/tmp"), help="Where build logs go.")
     args = parser.parse_args(argv)
@@ -106,7 +120,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     load_at_start = round(os.getloadavg()[0], 2)
     log_dir = pathlib.Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    results = build(args.only or list(DOCKERFILES), args.tag_suffix, args.base, args.ca_bundle, args.pip_conf,
+    kinds = [kind for kind in DOCKERFILES if not args.only or kind in args.only]
+    results = build(kinds, args.tag_suffix, args.base, args.ca_bundle, args.pip_conf,
                     args.no_cache, log_dir)
     if args.record:
         record = {

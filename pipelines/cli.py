@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
                                "(pandas' set: NA, N/A, NaN, nan, null, NULL, None, #N/A, ...); an empty value "
                                "(--na-values='') means only empty cells are missing; write --na-values=-,? "
                                "when the list starts with a dash")
+    training.add_argument("--split-column", default="", metavar="COLUMN",
+                          help="a column naming each row's split (train or eval; empty: hash split); not a feature")
     training.add_argument("--schema", default="", help="schema.pbtxt to validate against instead of inferring")
     training.add_argument("--baseline-statistics", default="", help="a previous run's statistics, for drift")
     training.add_argument("--slice-feature", default="", help="raw feature to slice eval metrics by")
@@ -153,6 +155,45 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--verbose", action="store_true", help="show every log line and tracebacks")
     batch.set_defaults(handler=_run_batch_predict)
 
+    mon = commands.add_parser(
+        "monitor", help="measure drift, skew and live quality of served traffic; retrain and push when needed",
+        description="Runs the monitor on a window of logged traffic of a locally pushed model (drift against its "
+                    "training statistics, skew, live quality when labels are given) and prints the decision. "
+                    "When it decides to retrain, runs the training pipeline on the new labelled data (with "
+                    "--with-old-data, plus the data the served version was trained on, kept out of the eval "
+                    "split) with the served version's configuration; evaluate blesses the candidate against the "
+                    "served version on the new data only, and push publishes it. A 'prodml serve --poll' server "
+                    "then serves it without a restart.")
+    mon.add_argument("--model-name", required=True, type=_MODEL_NAME, help="registry model name")
+    mon.add_argument("--traffic", required=True, metavar="LOGS",
+                     help="request-log file (its rotated files are read too), folder, glob, CloudEvents file or "
+                          "batch-prediction output")
+    mon.add_argument("--labels", default="", metavar="FILE",
+                     help="late labels: CSV or Parquet with the join key and the model's label column")
+    mon.add_argument("--join-key", default="", metavar="KEY",
+                     help="column joining labels to traffic: a key logged with --log_passthrough, or request_id")
+    mon.add_argument("--version", type=_VERSION, default=None, help="the served version (default: the latest)")
+    mon.add_argument("--window-start", default="", metavar="TIME",
+                     help="only rows logged at or after this ISO time, e.g. 2026-12-01T00:00:00Z (no offset: UTC)")
+    mon.add_argument("--window-end", default="", metavar="TIME", help="only rows logged before this ISO time")
+    mon.add_argument("--business-metrics", default="", metavar="FILE",
+                     help="Python file defining business_metrics(features, predictions, labels) -> dict")
+    mon.add_argument("--retrain-data", default="", metavar="FILE",
+                     help="new labelled data to retrain on (CSV or Parquet with the raw features and the label); "
+                          "default: the logged traffic joined with --labels, each join key once")
+    mon.add_argument("--with-old-data", action="store_true",
+                     help="retrain on the new data plus the data the served version was trained on (found through "
+                          "ML Metadata); the eval split still holds new data only")
+    mon.add_argument("--no-retrain", action="store_true", help="report the decision only; never retrain")
+    mon.add_argument("--epochs", type=_checked(int, _preflight("check_positive_int", "epochs")), default=None,
+                     help="retraining epochs (default: the served version's)")
+    mon.add_argument("--batch-size", type=_checked(int, _preflight("check_positive_int", "batch_size")),
+                     default=None, help="retraining batch size (default: the served version's)")
+    mon.add_argument("--root", default=None, help="local home (default $PRODML_HOME or ~/.prodml)")
+    mon.add_argument("--json", action="store_true", help="end with one JSON line on stdout")
+    mon.add_argument("--verbose", action="store_true", help="show every log line and tracebacks")
+    mon.set_defaults(handler=_monitor)
+
     comp = commands.add_parser("compile", help="write the pipeline and each component as KFP YAML")
     comp.add_argument("--output-dir", default=None, help="default: the repository's manifests/")
     comp.set_defaults(handler=_compile)
@@ -199,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="pipeline parameter (repeatable); int, float, bool, list and dict values are JSON")
     sub.add_argument("--package", default=None,
                      help="compiled pipeline YAML (default: compile the training pipeline from the code)")
-    sub.add_argument("--pipeline", default="training", choices=["training", "batch-prediction"],
+    sub.add_argument("--pipeline", default="training", choices=["training", "batch-prediction", "monitoring"],
                      help="which of prodml's pipelines to compile and submit, without --package")
     sub.add_argument("--recurring", default=None, metavar="CRON",
                      help="create a recurring run on this cron schedule instead, e.g. '0 2 * * *'")
@@ -220,6 +261,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll", action="store_true", help="pick up newly pushed versions without a restart")
     serve.add_argument("--demo-requests", default="", metavar="CSV",
                        help="start, send one V1 and one V2 prediction made from rows of CSV, and stop")
+    serve.add_argument("--log-requests", default="", metavar="FILE|URL",
+                       help="log every served row (request id, pass-through keys, features, prediction): a "
+                            "JSON-lines file, or the http(s) URL of a CloudEvents sink")
+    serve.add_argument("--log-passthrough", default="", metavar="KEY[,KEY...]",
+                       help="with --log-requests: request fields that are not features (e.g. trip_id) to log "
+                            "with each row, so that late labels can be joined to predictions; null when absent")
     serve.set_defaults(handler=_serve)
     return parser
 
@@ -235,7 +282,7 @@ def _run_training(args) -> int:
         slice_feature=args.slice_feature, thresholds=_parse_thresholds(args.threshold),
         tolerance=args.tolerance, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
         infra_max_load_seconds=args.infra_max_load_seconds, infra_max_p99_ms=args.infra_max_p99_ms,
-        export_formats=args.export_formats,
+        export_formats=args.export_formats, split_column=args.split_column,
         **({} if args.na_values is None else {"na_values": _split_list(args.na_values)}))
     print(_human_summary(summary))
     if args.json:
@@ -263,6 +310,95 @@ def _run_batch_predict(args) -> int:
                 "data_sha256", "seconds", "rows_per_second")
         print(json.dumps({k: result[k] for k in keys}, sort_keys=True))
     return 0
+
+
+def _monitor(args) -> int:
+    from prodml.pipelines import retrain
+
+    if args.join_key and not args.labels:
+        raise ConfigError("--join-key joins late labels to the traffic: give the labels with --labels FILE too.")
+    overrides = {name: value for name, value in (("epochs", args.epochs), ("batch_size", args.batch_size))
+                 if value is not None}
+    outcome = retrain.monitor(args.model_name, args.traffic, root=args.root, version=args.version or "latest",
+                              labels_uri=args.labels, join_key=args.join_key, business_module=args.business_metrics,
+                              window_start=args.window_start, window_end=args.window_end)
+    outcome.update(prepared=None, retraining=None, not_retrained=retrain.why_not_retrain(
+        outcome, args.retrain_data, args.labels, allow_retrain=not args.no_retrain))
+    print(_monitor_summary(outcome), flush=True)  # the decision shows before a retraining run starts
+    if not outcome["not_retrained"]:
+        outcome.update(retrain.retrain_after(
+            outcome, args.model_name, args.traffic, root=args.root, labels_uri=args.labels, join_key=args.join_key,
+            retrain_data=args.retrain_data, with_old_data=args.with_old_data, overrides=overrides,
+            verbose=args.verbose))
+        print(_retraining_summary(outcome))
+    if args.json:
+        result = outcome["monitoring"]
+        keys = ("model_name", "version", "rows", "retrain", "reasons", "drift", "drifted_features", "quality",
+                "evaluation", "label_match_rate")
+        line = {"monitoring": {**{k: result.get(k) for k in keys}, "monitoring_dir": outcome["monitoring_dir"]},
+                "not_retrained": outcome["not_retrained"], "retraining": None}
+        retraining = outcome["retraining"]
+        if retraining is not None:
+            line["retraining"] = {**{k: retraining.get(k) for k in ("run_id", "metrics", "blessed", "reasons",
+                                                                     "pushed", "data_version")},
+                                  "data": outcome["prepared"]}
+        print(json.dumps(line, sort_keys=True, default=str))
+    return 0
+
+
+def _monitor_summary(outcome: Dict) -> str:
+    """What the monitor found and decided, in a few lines (the full report is report.html)."""
+    from prodml.components.common import keys as artifact_keys
+
+    result = outcome["monitoring"]
+    lines = ["", f"Monitored {result.get('model_name')} v{result.get('version')}: {result.get('rows', 0):,} rows"]
+    drift = result.get("drift") or {}
+    drifted = result.get("drifted_features") or []
+    if drift:
+        lines.append("Drifted features: " + (", ".join(drifted) if drifted else "none"))
+        others = sorted((f for f in drift if f not in drifted), key=lambda f: -_largest(drift[f]))
+        shown = drifted + others[:max(0, 3 - len(drifted))]  # the drifted ones; at least three rows
+        for name in shown:
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in sorted(drift[name].items()) if isinstance(v, (int, float)))
+            lines.append(f"  {name:<24} {scores}{'  (drifted)' if name in drifted else ''}")
+    quality = result.get("quality") or {}
+    if quality:
+        rate = result.get("label_match_rate")
+        lines.append("Live quality" + (f" ({rate:.0%} of the rows found a label)" if isinstance(rate, (int, float))
+                                       else "") + "; at evaluation in brackets:")
+        evaluation = result.get("evaluation") or {}
+        for name, value in sorted(quality.items()):
+            then = evaluation.get(name)
+            lines.append(f"  {name:<16} {_number(value)}" + (f"  ({_number(then)})" if then is not None else ""))
+    lines.append(f"Decision: {'retrain' if result.get('retrain') else 'keep the served version'}")
+    lines += [f"  - {reason}" for reason in result.get("reasons", [])]
+    lines.append(f"Report: {os.path.join(outcome['monitoring_dir'], artifact_keys.MONITORING_REPORT_HTML)}")
+    if result.get("retrain") and outcome["not_retrained"]:
+        lines.append(f"Not retrained: {outcome['not_retrained']}.")
+    return "\n".join(lines)
+
+
+def _retraining_summary(outcome: Dict) -> str:
+    """The retraining data and the training run's summary."""
+    prepared = outcome["prepared"]
+    old = (f" and {prepared['old_rows']:,} rows of {prepared['old_source']} (train split only)"
+           if prepared["old_rows"] else "")
+    lines = [f"Retrained on {prepared['new_rows']:,} new labelled rows{old}: {prepared['path']}",
+             "(evaluated and compared with the served version on new rows only)", _human_summary(outcome["retraining"])]
+    if outcome["retraining"].get("pushed"):
+        lines.append("A server started with --poll serves the new version at its next check.")
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    """A metric for a person: counts as whole numbers, scores with four decimals."""
+    if isinstance(value, (int, float)) and float(value).is_integer() and abs(value) >= 2:
+        return f"{int(value):,}"
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+
+
+def _largest(scores: Dict) -> float:
+    return max((v for v in scores.values() if isinstance(v, (int, float))), default=0.0)
 
 
 def _human_summary(summary: Dict) -> str:
@@ -356,7 +492,7 @@ def _submit(args) -> int:
     with tempfile.TemporaryDirectory(prefix="prodml-submit-") as folder:
         package = args.package or submit.default_package(folder, args.pipeline)
         arguments = submit.parse_arguments(args.param, submit.pipeline_parameters(package))
-        if not args.package and args.pipeline == "training":  # its parameter values are known here
+        if not args.package and args.pipeline in ("training", "monitoring"):  # their training values are known here
             from prodml.pipelines import preflight
 
             preflight.check_values(arguments)
@@ -394,6 +530,10 @@ def _serve(args) -> int:
         command += ["--version", str(args.version)]
     if args.poll:
         command += ["--poll", "2"]
+    if args.log_requests:
+        command += ["--log_requests", args.log_requests]
+    if args.log_passthrough:
+        command += ["--log_passthrough", args.log_passthrough]
     if args.demo_requests:
         command = [python, "-m", "prodml.serving.demo", "--rows", args.demo_requests, "--"] + command[3:]
 

@@ -9,6 +9,7 @@ from prodml.components.evaluate.component import evaluate
 from prodml.components.export.component import export
 from prodml.components.infra_validate.component import infra_validate
 from prodml.components.ingest.component import ingest
+from prodml.components.monitor.component import monitor
 from prodml.components.push.component import push
 from prodml.components.train.component import train
 from prodml.components.transform.component import transform
@@ -16,7 +17,7 @@ from prodml.components.validate.component import validate
 
 COMPONENTS = {"ingest": ingest, "validate": validate, "transform": transform, "train": train,
               "evaluate": evaluate, "infra_validate": infra_validate, "export": export, "push": push, "deploy": deploy,
-              "batch_predict": batch_predict}
+              "batch_predict": batch_predict, "monitor": monitor}
 REPO_MANIFESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "manifests")
 
 
@@ -49,7 +50,7 @@ def compile_all(manifests_dir: str = REPO_MANIFESTS) -> List[str]:
     from prodml.pipelines.component_manifests import write_manifest
 
     written = [compile_pipeline(os.path.join(manifests_dir, "pipelines", "training_pipeline.yaml")),
-               compile_batch_prediction_pipeline(manifests_dir)]
+               compile_batch_prediction_pipeline(manifests_dir), compile_monitoring_pipeline(manifests_dir)]
     for name in COMPONENTS:
         path = compile_component(name, os.path.join(manifests_dir, "components", name, "component.yaml"))
         written += write_manifest(name, COMPONENTS[name], path)
@@ -65,6 +66,18 @@ def compile_batch_prediction_pipeline(manifests_dir: str = REPO_MANIFESTS) -> st
     path = os.path.join(manifests_dir, "pipelines", "batch_prediction_pipeline.yaml")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     compiler.Compiler().compile(batch_prediction_pipeline, path)
+    return path
+
+
+def compile_monitoring_pipeline(manifests_dir: str = REPO_MANIFESTS) -> str:
+    """Writes the monitoring pipeline (monitor, then retraining under dsl.If) as KFP v2 YAML."""
+    from kfp import compiler
+
+    from prodml.pipelines.monitoring import monitoring_pipeline
+
+    path = os.path.join(manifests_dir, "pipelines", "monitoring_pipeline.yaml")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    compiler.Compiler().compile(monitoring_pipeline, path)
     return path
 
 

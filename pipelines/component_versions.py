@@ -9,16 +9,17 @@ rewrites ``manifests/components/<name>/`` (component.yaml, metadata.yaml, README
 """
 
 VERSIONS = {
-    "ingest": "1.1.0",
+    "ingest": "1.2.0",
     "validate": "1.0.1",
     "transform": "1.0.1",
     "train": "1.0.1",
     "evaluate": "1.0.1",
-    "infra_validate": "1.0.0",
+    "infra_validate": "1.0.1",
     "export": "1.0.0",
     "push": "3.0.0",
-    "deploy": "2.0.0",
+    "deploy": "2.1.0",
     "batch_predict": "1.0.0",
+    "monitor": "1.0.0",
 }
 
 STABILITY = dict.fromkeys(VERSIONS, "beta")
@@ -32,10 +33,12 @@ DEPENDENCIES = {
     "transform": _COMMON + ("tensorflow-transform", "tfx-bsl", "apache-beam"),
     "train": _COMMON + ("tensorflow-transform", "tf-keras"),
     "evaluate": _COMMON + ("tensorflow-transform", "scikit-learn"),
-    # Runs in the serving image (kserve, TF 2.21); compiled and verified from the runtime environment.
+    # Runs in the infra-validate image (the runtime image plus the serving environment, kserve and TF 2.21,
+    # as a second venv where the predictor starts); compiled and verified from the runtime environment.
     "infra_validate": _COMMON,
     "export": _COMMON + ("tensorflow-transform", "tf2onnx", "onnx", "onnxruntime"),
     "push": _COMMON,
     "deploy": _COMMON + ("kubernetes",),
     "batch_predict": _COMMON + ("apache-beam", "pandas", "pyarrow"),
+    "monitor": _COMMON + ("tensorflow-data-validation", "tensorflow-metadata", "pyarrow", "pandas", "scikit-learn"),
 }

@@ -20,9 +20,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import pandas as pd
 
-from prodml.components.common import dataio, defaults, keys, names
+from prodml.components.common import dataio, defaults, keys, metrics, names
 from prodml.components.common.errors import ConfigError
-from prodml.components.evaluate import metrics
 from prodml.components.ingest import columns, labels, sources, splits
 
 # The rows a check may read: the rows ingest decides a column's kind from.
@@ -44,6 +43,7 @@ FLAGS = {
     "user_schema_uri": "--schema", "baseline_statistics_uri": "--baseline-statistics",
     "slice_feature": "--slice-feature", "thresholds": "--threshold", "tolerance": "--tolerance",
     "epochs": "--epochs", "batch_size": "--batch-size", "seed": "--seed", "na_values": "--na-values",
+    "split_column": "--split-column",
 }
 
 
@@ -363,7 +363,10 @@ def check_values(params: Mapping[str, Any]) -> None:
     # Without the data, auto may still become any problem type.
     check_threshold_names(thresholds, (problem_type,) if problem_type != keys.AUTO else ALL_PROBLEM_TYPES)
     check_hyperparameters(params.get("hyperparameters") or {})
-    check_canary_percent(params.get("canary_traffic_percent", 100))
+    canary = check_canary_percent(params.get("canary_traffic_percent", 100))
+    from prodml.components.deploy.executor import check_deployment
+
+    check_deployment(params.get("serving_protocol", "rest"), params.get("deployment_mode", ""), max(canary, 1))
     check_namespace(params.get("deploy_namespace", ""))
     check_string_list(params.get("drop_columns") or [], "drop_columns")
     check_string_list(params.get("beam_args") or [], "beam_args")
@@ -414,6 +417,12 @@ def check_training(data_uri: str, label: str, model_name: str, params: Mapping[s
                                               params.get("slice_feature", ""))
     if slice_name:
         params["slice_feature"] = slice_name
+    if params.get("split_column"):
+        split_name = find_column(params["split_column"], list(sample.frame.columns), "split_column")
+        if split_name == label_name or split_name in {find_column(c, list(sample.frame.columns), "drop_columns")
+                                                      for c in drop_columns}:
+            raise ConfigError(f"The split column '{params['split_column']}' (--split-column) is also the label or a "
+                              "column to drop; name a column that only says which split each row goes to.")
     problem_types, why = label_problem_types(sample.frame[label_name], problem_type, label_name, sample.where)
     check_threshold_names(thresholds, problem_types, why)
     return params

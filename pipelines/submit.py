@@ -242,7 +242,7 @@ def redacted(*secrets: Optional[str]) -> Iterator[Callable[[str], str]]:
 
 
 # prodml's own pipelines, by the name ``prodml submit --pipeline`` takes.
-PIPELINES = ("training", "batch-prediction")
+PIPELINES = ("training", "batch-prediction", "monitoring")
 
 
 def default_package(folder: str, pipeline: str = "training") -> str:
@@ -255,6 +255,10 @@ def default_package(folder: str, pipeline: str = "training") -> str:
         path = os.path.join(folder, "batch_prediction_pipeline.yaml")
         compiler.Compiler().compile(batch_prediction_pipeline, path)
         return path
+    if pipeline == "monitoring":
+        from prodml.pipelines.compile import compile_monitoring_pipeline
+
+        return compile_monitoring_pipeline(folder)  # writes <folder>/pipelines/monitoring_pipeline.yaml
     if pipeline != "training":
         raise ConfigError(f"There is no prodml pipeline '{pipeline}': use {' or '.join(PIPELINES)}.")
     from prodml.pipelines.compile import compile_pipeline

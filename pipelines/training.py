@@ -56,6 +56,7 @@ def training_pipeline(
     drop_columns: List[str] = [],
     split_ratios: Dict[str, float] = defaults.SPLIT_RATIOS,
     na_values: List[str] = defaults.NA_VALUES,
+    split_column: str = "",
     user_schema_uri: str = "",
     baseline_statistics_uri: str = "",
     fail_on_drift: bool = False,
@@ -74,6 +75,8 @@ def training_pipeline(
     export_formats: List[str] = [],
     deploy_namespace: str = "",
     canary_traffic_percent: int = 100,
+    serving_protocol: str = "rest",
+    deployment_mode: str = "",
     metadata_connection: str = CLUSTER_METADATA,
 ) -> Model:
     """Training pipeline from tabular data to a blessed, versioned model.
@@ -91,6 +94,8 @@ def training_pipeline(
         split_ratios: Relative train/eval split sizes.
         na_values: CSV cells read as missing besides empty ones (default: pandas' markers); [] leaves only
             empty cells missing.
+        split_column: A column naming each row's split (train or eval); rows where it is empty are split by
+            hash. It is not a feature. Retraining (prodml monitor) uses it to evaluate on new data only.
         user_schema_uri: A schema.pbtxt to validate against; empty infers one.
         baseline_statistics_uri: A previous run's statistics artifact, for drift detection.
         fail_on_drift: Stop the run when drift exceeds the threshold.
@@ -111,13 +116,16 @@ def training_pipeline(
             tflite, onnx, or both; each only if it matches the SavedModel on eval rows. [] exports nothing.
         deploy_namespace: Kubernetes namespace to deploy to; empty skips deployment.
         canary_traffic_percent: Traffic share for a newly deployed version.
+        serving_protocol: rest or grpc: the protocol the deployed InferenceService exposes.
+        deployment_mode: KServe's mode (Serverless/Knative, RawDeployment/Standard); empty uses the cluster's.
         metadata_connection: ML Metadata connection string.
     """
     run = {"metadata_connection": metadata_connection, "pipeline_name": PIPELINE_NAME,
            "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
 
     ingest_task = ingest(data_uri=data_uri, label=label, problem_type=problem_type,
-                         drop_columns=drop_columns, split_ratios=split_ratios, na_values=na_values, **run)
+                         drop_columns=drop_columns, split_ratios=split_ratios, na_values=na_values,
+                         split_column=split_column, **run)
     ingest_task.set_display_name("Ingest data")
 
     examples = ingest_task.outputs[keys.EXAMPLES_KEY]
@@ -160,7 +168,8 @@ def training_pipeline(
 
     pushed_model = push_task.outputs[keys.PUSHED_MODEL_KEY]
     deploy_task = deploy(pushed_model=pushed_model, namespace=deploy_namespace,
-                         canary_traffic_percent=canary_traffic_percent, **run)
+                         canary_traffic_percent=canary_traffic_percent, protocol=serving_protocol,
+                         deployment_mode=deployment_mode, **run)
     deploy_task.set_display_name("Deploy to KServe")
 
     for task in (ingest_task, validate_task, transform_task, train_task, evaluate_task, infra_task, export_task,

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log_requests", default=None,
                         help="Log every served row: a JSON-lines file path, or an http(s) URL of a "
                              "CloudEvents sink (KServe inference logger format).")
+    parser.add_argument("--log_passthrough", "--log-passthrough", default=None, metavar="KEY[,KEY...]",
+                        help="With --log_requests: request fields that are not model features (an id column "
+                             "such as trip_id: an extra field of each V1 instance, or an extra V2 input) to "
+                             "write into each row's log record under \"passthrough\", so that labels arriving "
+                             "later can be joined to the prediction. A named key a request does not carry is "
+                             "logged as null; these keys are never fed to the model.")
     parser.add_argument("--log_max_bytes", type=int, default=DEFAULT_MAX_BYTES,
                         help="With a --log_requests file: rotate it when it would grow past this many bytes "
                              "(0: never).")
@@ -75,15 +81,23 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from prodml.serving.model_source import ModelSource
     from prodml.serving.predictor import ProdmlModel
+    from prodml.serving.request_ids import parse_names
     from prodml.serving.request_log import RequestLogger
     from prodml.serving.server import ProdmlModelServer
 
     try:
         _check_numbers(args)
+        passthrough = parse_names(args.log_passthrough)
+        if passthrough and not args.log_requests:
+            logger.warning("--log_passthrough without --log_requests: nothing is logged, so the pass-through "
+                           "keys are ignored")
         source = ModelSource.from_flags(args.model_name, args.registry, args.model_dir, args.saved_model)
         model = ProdmlModel(args.model_name, source, version=args.version, poll_seconds=args.poll,
-                            max_batch_size=args.max_batch_size, max_batch_wait_ms=args.max_batch_wait_ms)
+                            max_batch_size=args.max_batch_size, max_batch_wait_ms=args.max_batch_wait_ms,
+                            passthrough=passthrough)
         model.check_source()
+        if passthrough:
+            _check_passthrough(model, source, args.version)
         if args.log_requests:
             model.request_log = RequestLogger(args.log_requests, args.model_name, max_bytes=args.log_max_bytes,
                                               backup_count=args.log_backup_count)
@@ -114,6 +128,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _check_passthrough(model, source, pinned: Optional[int]) -> None:
+    """ConfigError, before anything loads, when a --log_passthrough key is a feature of the version
+    to serve (from its prodml_model.json; each version is checked again by its signature when loaded)."""
+    from prodml.components.common.artifacts import ModelInfo
+
+    version = pinned if pinned is not None else source.latest()
+    if version is None:
+        return
+    path = source.path(version)
+    if ModelInfo.exists(path):
+        model.passthrough.check_features(ModelInfo.read(path).raw_features, f"{path} (version {version})")
 
 
 def _check_numbers(args) -> None:

@@ -22,7 +22,7 @@ while it runs).
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -49,14 +49,15 @@ async def run_large(fn, *args):
 
 
 class _Item:
-    __slots__ = ("version", "columns", "rows", "future", "queued_at")
+    __slots__ = ("version", "columns", "rows", "future", "queued_at", "tag")
 
-    def __init__(self, version, columns, rows, future, queued_at):
+    def __init__(self, version, columns, rows, future, queued_at, tag):
         self.version = version
         self.columns = columns
         self.rows = rows
         self.future = future
         self.queued_at = queued_at
+        self.tag = tag
 
 
 class BatchResult:
@@ -72,12 +73,14 @@ class BatchResult:
 class MicroBatcher:
     """Groups concurrent ``submit`` calls into model calls of at most ``max_batch_size`` rows.
 
-    ``on_batch(version, columns, predictions, n_requests)`` runs after each model call
-    (metrics, request logging); it must be cheap and must not raise.
+    ``on_batch(version, columns, predictions, requests)`` runs after each model call (metrics,
+    request logging); ``requests`` lists the ``(tag, rows)`` of the requests the call served, in
+    row order (``tag``: what the caller passed to ``submit``). It must be cheap and must not raise.
     """
 
     def __init__(self, max_batch_size: int = 64, max_wait_ms: float = 2.0,
-                 on_batch: Optional[Callable[[Any, Dict[str, np.ndarray], np.ndarray, int], None]] = None,
+                 on_batch: Optional[Callable[[Any, Dict[str, np.ndarray], np.ndarray, List[Tuple[Any, int]]],
+                                             None]] = None,
                  offload_rows: int = OFFLOAD_ROWS):
         self.max_batch_size = max(1, int(max_batch_size))
         self.offload_rows = max(self.max_batch_size, int(offload_rows))
@@ -89,15 +92,19 @@ class MicroBatcher:
         self._seen = 0        # queue length at the previous flush attempt
         self._idle_turns = 0  # consecutive attempts that found no new request
 
-    async def submit(self, version, columns: Dict[str, np.ndarray], rows: int) -> BatchResult:
-        """Queues one validated request for ``version`` and waits for its predictions."""
+    async def submit(self, version, columns: Dict[str, np.ndarray], rows: int, tag: Any = None) -> BatchResult:
+        """Queues one validated request for ``version`` and waits for its predictions.
+
+        ``tag`` is handed back to ``on_batch`` with the request's rows (the request log's id and
+        pass-through values).
+        """
         if self._stopping:
             raise RuntimeError("The batcher is stopped.")
         if rows > self.offload_rows:
-            return await self._serve_alone(version, columns, rows)
+            return await self._serve_alone(version, columns, rows, tag)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append(_Item(version, columns, rows, future, time.monotonic()))
+        self._queue.append(_Item(version, columns, rows, future, time.monotonic(), tag))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -109,10 +116,10 @@ class MicroBatcher:
         while self._queue:
             self._serve(self._take())
 
-    async def _serve_alone(self, version, columns: Dict[str, np.ndarray], rows: int) -> BatchResult:
+    async def _serve_alone(self, version, columns: Dict[str, np.ndarray], rows: int, tag: Any) -> BatchResult:
         """A large request: predicted in a worker thread, chunk by chunk, then observed on the loop."""
         predictions = await run_large(_predict_in_chunks, version, columns, rows, self.offload_rows)
-        self._observe(version, columns, predictions, 1)
+        self._observe(version, columns, predictions, [(tag, rows)])
         return BatchResult(predictions, version)
 
     def _flush(self) -> None:
@@ -170,12 +177,13 @@ class MicroBatcher:
             if not item.future.done():  # the caller may have gone away
                 item.future.set_result(BatchResult(predictions[start:start + item.rows], version))
             start += item.rows
-        self._observe(version, columns, predictions, len(batch))
+        self._observe(version, columns, predictions, [(item.tag, item.rows) for item in batch])
 
-    def _observe(self, version, columns: Dict[str, np.ndarray], predictions: np.ndarray, n_requests: int) -> None:
+    def _observe(self, version, columns: Dict[str, np.ndarray], predictions: np.ndarray,
+                 requests: List[Tuple[Any, int]]) -> None:
         if self._on_batch is not None:
             try:
-                self._on_batch(version, columns, predictions, n_requests)
+                self._on_batch(version, columns, predictions, requests)
             except Exception:
                 logger.exception("batch observer failed")
 

@@ -24,10 +24,11 @@ from typing import Optional, Tuple
 import orjson
 from kserve.errors import ModelNotReady
 
-from prodml.serving import codec, errors, responses
+from prodml.serving import codec, errors, request_ids, responses
 from prodml.serving.batcher import OFFLOAD_ROWS
 from prodml.serving.errors import RequestTooLarge
 from prodml.serving.predictor import VERSION_HEADER
+from prodml.serving.request_ids import REQUEST_ID_HEADER
 
 # Bodies larger than this are validated in a worker thread (some 1,000 taxi rows).
 OFFLOAD_BYTES = 512 * 1024
@@ -36,6 +37,7 @@ _V1_PREFIX, _V1_SUFFIX = "/v1/models/", ":predict"
 _V2_PREFIX, _V2_SUFFIX = "/v2/models/", "/infer"
 _VERSIONS = "/versions/"
 _JSON_TYPE = b"application/json"
+_REQUEST_ID = REQUEST_ID_HEADER.encode()
 # Request headers that call for KServe's own handling (CloudEvents, V2 binary data).
 _SLOW_HEADER_PREFIXES = (b"ce-", b"inference-header-content-length")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -62,13 +64,15 @@ class FastPath:
         protocol, model, version = self._route(scope["path"])
         if model is None:
             return await self.app(scope, receive, send)
-        declared = None
+        declared = header_id = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 declared = int(value) if value.isdigit() else 0
             elif key == b"content-type":
                 if value != _JSON_TYPE:
                     return await self.app(scope, receive, send)
+            elif key == _REQUEST_ID:
+                header_id = value.decode("latin-1")
             elif key.startswith(_SLOW_HEADER_PREFIXES):
                 return await self.app(scope, receive, send)
         if declared is not None and declared > self.max_bytes:
@@ -92,12 +96,16 @@ class FastPath:
         large = len(body) > OFFLOAD_BYTES
         try:
             if protocol == "v2":
-                served = await model.infer_columns("v2", partial(codec.from_v2_json, payload.get("inputs")),
-                                                   version=version, offload=large)
-                response = responses.v2_json(model.name, payload.get("id"), served)
-                headers = {VERSION_HEADER: response["model_version"]}
+                inputs = payload.get("inputs")
+                request_id = request_ids.request_id(payload.get("id"), {REQUEST_ID_HEADER: header_id})
+                served = await model.infer_columns("v2", partial(codec.from_v2_json, inputs), version=version,
+                                                   offload=large, request_id=request_id,
+                                                   passthrough=lambda reader, rows: reader.from_v2_json(inputs, rows))
+                response = responses.v2_json(model.name, request_id, served)
+                headers = {VERSION_HEADER: response["model_version"], REQUEST_ID_HEADER: request_id}
             else:
-                response, headers = await model.infer_direct(payload, offload=large)
+                response, headers = await model.infer_direct(
+                    payload, offload=large, headers={REQUEST_ID_HEADER: header_id} if header_id else None)
             content = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception as e:  # noqa: BLE001 - every error is answered by its row of the table
             return await _send_error(send, e)

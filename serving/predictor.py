@@ -11,11 +11,14 @@ Which version serves is ``VersionManager``'s business (``versions.py``): it load
 versions in a background thread, so the server answers liveness at once and readiness when a
 version is warm, and rolls over to newer ones with ``poll_seconds``. A request may name a
 version (V2 ``/versions/<v>/infer``, gRPC ``model_version``): it is served only by that version.
+
+Every request gets a request id (the V2 ``id``, else the ``x-request-id`` header, else a new
+one: ``request_ids.py``), returned in the V2 response ``id`` and the ``x-request-id`` response
+header, and logged with its rows and the ``--log_passthrough`` keys it carries.
 """
 
 import time
-import uuid
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from kserve import Model
@@ -29,6 +32,7 @@ from prodml.serving.batcher import BatchResult, MicroBatcher, run_large
 from prodml.serving.errors import InvalidRequest, VersionNotServed
 from prodml.serving.model_source import ModelSource
 from prodml.serving.model_version import ModelVersion
+from prodml.serving.request_ids import REQUEST_ID_HEADER, Passthrough, RequestTag, new_request_id, request_id
 from prodml.serving.request_log import RequestLogger
 from prodml.serving.versions import VersionManager
 
@@ -38,16 +42,18 @@ VERSION_HEADER = "x-model-version"
 
 
 class _Prepared:
-    """A validated request: its columns, the version they were checked against, its protocol."""
+    """A validated request: its columns, the version they were checked against, its protocol, its
+    id and pass-through values (``tag``)."""
 
-    __slots__ = ("version", "columns", "rows", "protocol", "request")
+    __slots__ = ("version", "columns", "rows", "protocol", "request", "tag")
 
-    def __init__(self, version, columns, rows, protocol, request):
+    def __init__(self, version, columns, rows, protocol, request, tag):
         self.version = version
         self.columns = columns
         self.rows = rows
         self.protocol = protocol
         self.request = request
+        self.tag = tag
 
 
 class ProdmlModel(Model):
@@ -61,16 +67,21 @@ class ProdmlModel(Model):
         max_batch_size: most rows in one model call.
         max_batch_wait_ms: under load, longest a forming batch waits for more requests.
         request_log: a ``RequestLogger`` for request/response logging, or None.
+        passthrough: request fields logged with each row but not fed to the model
+            (``--log_passthrough``, see ``request_ids.py``); a version with a feature of one of
+            these names is not served (ConfigError).
     """
 
     def __init__(self, name: str, source: ModelSource, version: Optional[int] = None, poll_seconds: float = 0.0,
                  max_batch_size: int = 64, max_batch_wait_ms: float = 2.0,
-                 request_log: Optional[RequestLogger] = None):
+                 request_log: Optional[RequestLogger] = None, passthrough: Sequence[str] = ()):
         super().__init__(name, return_response_headers=True)
         self.source = source
         self.max_batch_size = max_batch_size
+        self.passthrough = Passthrough(passthrough) if passthrough else None
         self.versions_manager = VersionManager(source, name, pinned=version, poll_seconds=poll_seconds,
-                                               warm_up_rows=max_batch_size, on_failure=self._failed)
+                                               warm_up_rows=max_batch_size, on_failure=self._failed,
+                                               load=self._load_version)
         self.draining = False
         self.on_failure: Optional[Callable[[str], None]] = None
         self.request_log = request_log
@@ -133,49 +144,66 @@ class ProdmlModel(Model):
         if self.on_failure is not None:
             self.on_failure(reason)
 
+    def _load_version(self, path: str, number: int) -> ModelVersion:
+        loaded = ModelVersion(path, number)
+        if self.passthrough is not None:
+            self.passthrough.check_features(loaded.features, f"{path} (version {number})")
+        return loaded
+
     # Inference -----------------------------------------------------------------------------
 
     async def __call__(self, body, headers=None, verb: InferenceVerb = InferenceVerb.PREDICT):
         return await self._observed(_protocol(body), super().__call__(body, headers, verb))
 
-    async def infer_direct(self, body, offload: bool = False) -> Tuple[Any, Dict[str, str]]:
+    async def infer_direct(self, body, offload: bool = False,
+                           headers: Optional[Mapping[str, str]] = None) -> Tuple[Any, Dict[str, str]]:
         """``preprocess``, ``predict`` and ``postprocess`` of one decoded request (REST fast path, gRPC).
 
         Like ``__call__`` (the prodml metrics included) minus KServe's per-stage histograms,
         whose timers cost more than a stage of a small request. With ``offload`` (a large
         request) the validation runs in a worker thread, so the event loop keeps answering
-        health probes and other requests. Returns (response, headers).
+        health probes and other requests. ``headers``: the request's (only ``x-request-id`` is
+        read). Returns (response, headers).
         """
-        return await self._observed(_protocol(body), self._infer(body, offload))
+        return await self._observed(_protocol(body), self._infer(body, offload, headers))
 
-    async def _infer(self, body, offload: bool) -> Tuple[Any, Dict[str, str]]:
+    async def _infer(self, body, offload: bool, headers) -> Tuple[Any, Dict[str, str]]:
         response_headers: Dict[str, str] = {}
         if offload:
-            prepared = await run_large(self._prepare, body)
+            prepared = await run_large(self._prepare, body, headers)
         else:
-            prepared = self._prepare(body)
+            prepared = self._prepare(body, headers)
         result = await self.predict(prepared)
         return await self.postprocess(result, None, response_headers), response_headers
 
     async def infer_columns(self, protocol: str, decode: Callable[[Mapping[str, Any]], Tuple[Any, int]],
-                            version: Optional[str] = None, offload: bool = False) -> BatchResult:
+                            version: Optional[str] = None, offload: bool = False, request_id: str = "",
+                            passthrough: Optional[Callable[[Passthrough, int], Any]] = None) -> BatchResult:
         """Decodes with ``decode(features)`` against the served version, then micro-batches.
 
         The leanest path (V2 JSON, gRPC contents): the caller decodes straight from its wire
         format to columns and encodes the returned ``BatchResult`` (predictions and the version
         that made them) itself. ``version`` is the version the request names (None or "": the
-        current one); ``offload`` decodes in a worker thread (large requests). Counted in the
-        prodml metrics like every other path.
+        current one); ``offload`` decodes in a worker thread (large requests). ``request_id`` is
+        logged with the rows (the caller has worked it out, see ``request_ids.request_id``,
+        and returns it); ``passthrough(reader, rows)`` reads the request's pass-through values
+        with the model's ``Passthrough`` reader, when ``--log_passthrough`` names any. Counted
+        in the prodml metrics like every other path.
         """
-        return await self._observed(protocol, self._predict_columns(decode, version, offload))
+        return await self._observed(protocol, self._predict_columns(decode, version, offload, request_id,
+                                                                    passthrough))
 
-    async def _predict_columns(self, decode, requested: Optional[str], offload: bool) -> BatchResult:
+    async def _predict_columns(self, decode, requested: Optional[str], offload: bool, request_id: str,
+                               passthrough) -> BatchResult:
         version = self.serving_version(requested)
         if offload:
             columns, rows = await run_large(decode, version.features)
         else:
             columns, rows = decode(version.features)
-        return await self._batcher.submit(version, columns, rows)
+        values = None
+        if self.passthrough is not None and passthrough is not None:
+            values = passthrough(self.passthrough, rows)
+        return await self._batcher.submit(version, columns, rows, RequestTag(request_id or new_request_id(), values))
 
     def serving_version(self, requested: Optional[str] = None) -> ModelVersion:
         """The version that serves a request naming ``requested`` (None or "": the current one).
@@ -209,32 +237,45 @@ class ProdmlModel(Model):
         return result
 
     async def preprocess(self, payload, headers: Dict[str, str] = None) -> _Prepared:
-        return self._prepare(payload)
+        return self._prepare(payload, headers)
 
-    def _prepare(self, payload) -> _Prepared:
-        """Validates a request against the version that will serve it and converts it to columns."""
+    def _prepare(self, payload, headers: Optional[Mapping[str, str]] = None) -> _Prepared:
+        """Validates a request against the version that will serve it and converts it to columns.
+
+        Also works out the request id (``headers``: the request's, for ``x-request-id``) and
+        reads the pass-through values.
+        """
+        passthrough = self.passthrough
         if isinstance(payload, InferRequest):
             version = self.serving_version(payload.model_version)
             columns, rows = codec.from_v2(payload.inputs, version.features)
-            return _Prepared(version, columns, rows, "grpc" if payload.from_grpc else "v2", payload)
+            values = passthrough.from_infer_inputs(payload.inputs, rows) if passthrough is not None else None
+            return _Prepared(version, columns, rows, "grpc" if payload.from_grpc else "v2", payload,
+                             RequestTag(request_id(payload.id, headers), values))
         version = self.serving_version()
         if isinstance(payload, (bytes, bytearray, str)):
             # A JSON body sent with another Content-Type (curl -d sends a form type) is still JSON.
             payload = _json_body(payload)
         if isinstance(payload, dict):
+            values = None
             if "instances" in payload:
-                columns, rows = codec.from_instances(payload["instances"], version.features)
+                instances = payload["instances"]
+                columns, rows = codec.from_instances(instances, version.features)
+                if passthrough is not None:
+                    values = passthrough.from_instances(instances)
             elif "inputs" in payload:
                 columns, rows = codec.from_columnar(payload["inputs"], version.features)
+                if passthrough is not None:
+                    values = passthrough.from_columnar(payload["inputs"], rows)
             else:
                 raise InvalidRequest('The request body needs "instances" (a list of rows, each an object keyed '
                                      'by feature) or "inputs" (an object with one list per feature).')
-            return _Prepared(version, columns, rows, "v1", payload)
+            return _Prepared(version, columns, rows, "v1", payload, RequestTag(request_id(None, headers), values))
         raise InvalidRequest("The request body must be a JSON object (Content-Type: application/json).")
 
     async def predict(self, payload: _Prepared, headers: Dict[str, str] = None,
                       response_headers: Dict[str, str] = None):
-        result = await self._batcher.submit(payload.version, payload.columns, payload.rows)
+        result = await self._batcher.submit(payload.version, payload.columns, payload.rows, payload.tag)
         return payload, result
 
     async def postprocess(self, result, headers: Dict[str, str] = None,
@@ -243,6 +284,7 @@ class ProdmlModel(Model):
         version = str(served.version.version)
         if response_headers is not None:
             response_headers[VERSION_HEADER] = version
+            response_headers[REQUEST_ID_HEADER] = prepared.tag.request_id
         predictions = served.predictions
         if prepared.protocol == "v1":
             return {"predictions": predictions, "model_name": self.name, "model_version": version}
@@ -256,7 +298,7 @@ class ProdmlModel(Model):
             output.set_data_from_numpy(predictions, binary_data=True)
         else:
             output.data = predictions.tolist()
-        return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
+        return InferResponse(response_id=prepared.tag.request_id, model_name=self.name,
                              model_version=version, infer_outputs=[output], use_binary_outputs=binary,
                              requested_outputs=request.request_outputs if prepared.protocol == "v2" else None)
 
@@ -288,17 +330,17 @@ class ProdmlModel(Model):
                 model_name=self.name, protocol=protocol, outcome=outcome)
         counter.inc()
 
-    def _observe_batch(self, version: ModelVersion, columns, predictions: np.ndarray, n_requests: int) -> None:
+    def _observe_batch(self, version: ModelVersion, columns, predictions: np.ndarray, requests) -> None:
         rows = len(predictions)
         self._batch_rows.observe(rows)
-        self._batch_requests.observe(n_requests)
+        self._batch_requests.observe(len(requests))
         counter = self._predictions.get(version.version)
         if counter is None:
             counter = self._predictions[version.version] = metrics.PREDICTIONS.labels(
                 model_name=self.name, model_version=str(version.version))
         counter.inc(rows)
         if self.request_log is not None:
-            self.request_log.log_batch(version.version, columns, predictions)
+            self.request_log.log_batch(version.version, columns, predictions, requests)
 
 
 def _protocol(body: Any) -> str:

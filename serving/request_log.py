@@ -1,17 +1,33 @@
 """Batched request/response logging off the hot path.
 
-The batcher hands each served micro-batch (columns, predictions, version) to ``log_batch``,
-which only appends to a bounded queue. A background thread turns batches into records and
-writes them:
+The batcher hands each served micro-batch (columns, predictions, version, and the requests it
+joined: their ids, pass-through values and row counts) to ``log_batch``, which only appends to a
+bounded queue. A background thread turns batches into records and writes them.
 
-- to a file (``--log_requests path``): JSON lines, one per row:
-  ``{"timestamp", "model_name", "model_version", "features": {raw feature: value or null},
-  "prediction": number or [numbers]}``;
-- to a CloudEvents sink (``--log_requests http://...``), in the format of KServe's inference
-  logger: one ``org.kubeflow.serving.inference.request`` event (``{"instances": [...]}``) and
-  one ``org.kubeflow.serving.inference.response`` event (``{"predictions": [...],
-  "model_version": ...}``) sharing ``ce-id``, in binary content mode, per micro-batch or, when
-  the sink is slower than the server, per group of batches (up to 1,000 rows).
+One record per served row (the format monitoring reads; ``request_ids.py`` says where ids and
+pass-through values come from)::
+
+    {"timestamp": "2026-12-01T16:00:00.123456+00:00",  # when the row's micro-batch was served
+                                                       # (UTC; a CloudEvents group: its first batch)
+     "model_name": "chicago-taxi", "model_version": 3,  # the version that predicted it (int)
+     "request_id": "5f0c...",       # V2 id, else x-request-id, else a generated uuid4 hex
+     "row": 0,                      # index of the row inside its request, from 0
+     "passthrough": {"trip_id": "a1"},  # only the keys named by --log_passthrough ({} without);
+                                        # null for a named key the request did not carry
+     "features": {"fare": 12.45, "company": null},  # every raw feature; null when missing
+     "prediction": 0.73}            # a number, or a list of numbers (one per class)
+
+Keys come in this order. Sinks:
+
+- a file (``--log_requests path``): JSON lines, one record per line;
+- a CloudEvents sink (``--log_requests http://...``), in the style of KServe's inference logger,
+  binary content mode, per micro-batch or, when the sink is slower than the server, per group of
+  batches (up to 1,000 rows): one ``org.kubeflow.serving.inference.request`` event whose body is
+  ``{"instances": [record, ...]}`` (each record exactly as above) and one
+  ``org.kubeflow.serving.inference.response`` event ``{"predictions": [...], "model_name": ...,
+  "model_version": "3", "request_ids": [one per row]}``. Both share ``ce-id``: the request id of
+  the first request in the group (as KServe's logger uses the request id), so ``ce-id`` is not
+  unique when a client reuses ids; ``ce-modelid`` is ``<model_name>/<version>``.
 
 When the sink falls behind, whole batches are dropped and counted
 (``prodml_request_log_dropped_total``); the server never waits for the log.
@@ -28,8 +44,7 @@ import datetime
 import os
 import socket
 import threading
-import uuid
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import orjson
@@ -37,6 +52,7 @@ import orjson
 from prodml.components.common.errors import ConfigError
 from prodml.components.common.logs import get_logger
 from prodml.serving import metrics
+from prodml.serving.request_ids import RequestTag, new_request_id
 
 logger = get_logger(__name__)
 
@@ -44,6 +60,8 @@ REQUEST_EVENT = "org.kubeflow.serving.inference.request"
 RESPONSE_EVENT = "org.kubeflow.serving.inference.response"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY  # NaN is written as null
 _MAX_EVENT_ROWS = 1000
+_EMPTY = b"{}"
+_LINE = b'%s,"request_id":%s,"row":%d,"passthrough":%s,"features":%s,"prediction":%s}\n'
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_BACKUP_COUNT = 5
 FILE_MODE = 0o600
@@ -125,12 +143,19 @@ class RequestLogger:
         self._thread = threading.Thread(target=self._run, name="prodml-request-log", daemon=True)
         self._thread.start()
 
-    def log_batch(self, version: int, columns: Dict[str, np.ndarray], predictions: np.ndarray) -> None:
-        """Queues one served batch; O(1), never blocks."""
+    def log_batch(self, version: int, columns: Dict[str, np.ndarray], predictions: np.ndarray,
+                  requests: Optional[Sequence[Tuple[RequestTag, int]]] = None) -> None:
+        """Queues one served batch; O(1), never blocks.
+
+        ``requests``: the requests the batch joined, in order, each ``(tag, rows)``; None logs the
+        batch as one request with a generated id.
+        """
         if len(self._queue) >= self._max_queued:
             self._dropped.inc()
             return
-        self._queue.append((datetime.datetime.now(datetime.UTC), version, columns, predictions))
+        if requests is None:
+            requests = ((RequestTag(new_request_id()), len(predictions)),)
+        self._queue.append((datetime.datetime.now(datetime.UTC), version, columns, predictions, requests))
 
     def close(self, timeout: float = 10.0) -> None:
         """Writes what is queued and stops."""
@@ -169,22 +194,16 @@ class RequestLogger:
             self._dropped.inc(len(batches))
             logger.warning("request log to %s failed (%s); %d batches dropped", self.target, e, len(batches))
 
-    def _lines(self, when, version, columns, predictions) -> bytes:
-        stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        head = orjson.dumps({"timestamp": stamp, "model_name": self.model_name, "model_version": version})[:-1]
-        preds = list(predictions)  # numpy scalars (or rows), written in their own precision
-        out = []
-        for features, pred in zip(_rows(columns), preds):
-            out.append(head + b',"features":' + orjson.dumps(features, option=_NUMPY) + b',"prediction":'
-                       + orjson.dumps(pred, option=_NUMPY) + b"}\n")
-        return b"".join(out)
+    def _lines(self, when, version, columns, predictions, requests) -> bytes:
+        return b"".join(_records(when.isoformat(timespec="microseconds"), self.model_name, version, columns,
+                                 predictions, requests))
 
-    def _post(self, when, version, columns, predictions) -> None:
-        event_id = str(uuid.uuid4())
-        stamp = when.isoformat().replace("+00:00", "Z")
+    def _post(self, when, version, columns, predictions, requests) -> None:
+        stamp = when.isoformat(timespec="microseconds")
+        first = requests[0][0].request_id
         common = {
             "ce-specversion": "1.0",
-            "ce-id": event_id,
+            "ce-id": first,
             "ce-source": self._source,
             "ce-time": stamp,
             "ce-inferenceservicename": os.environ.get("K_SERVICE", self.model_name),
@@ -194,25 +213,64 @@ class RequestLogger:
             "ce-modelid": f"{self.model_name}/{version}",
             "content-type": "application/json",
         }
-        request = orjson.dumps({"instances": _rows(columns)}, option=_NUMPY)
+        records = _records(stamp, self.model_name, version, columns, predictions, requests)
+        request = b'{"instances":[' + b",".join(line[:-1] for line in records) + b"]}"
+        ids = [tag.request_id for tag, rows in requests for _ in range(rows)]
         response = orjson.dumps({"predictions": predictions, "model_name": self.model_name,
-                                 "model_version": str(version)}, option=_NUMPY)
+                                 "model_version": str(version), "request_ids": ids}, option=_NUMPY)
         for event_type, body in ((REQUEST_EVENT, request), (RESPONSE_EVENT, response)):
             reply = self._client.post(self.target, content=body, headers={**common, "ce-type": event_type})
             reply.raise_for_status()
+
+
+def _records(stamp: str, model_name: str, version: int, columns: Dict[str, np.ndarray], predictions: np.ndarray,
+             requests: Sequence[Tuple[RequestTag, int]]) -> List[bytes]:
+    """One JSON line (ending in a newline) per row, in the format of the module docstring."""
+    features = _rows(columns)
+    preds = list(predictions)  # numpy scalars (or rows), written in their own precision
+    head = orjson.dumps({"timestamp": stamp, "model_name": model_name, "model_version": version})[:-1]
+    out = []
+    j = 0
+    for tag, rows in requests:
+        request_id = orjson.dumps(tag.request_id)
+        if tag.passthrough is None:
+            for i in range(rows):
+                out.append(_LINE % (head, request_id, i, _EMPTY, orjson.dumps(features[j], option=_NUMPY),
+                                    orjson.dumps(preds[j], option=_NUMPY)))
+                j += 1
+            continue
+        if rows == 1:  # the common case under load: skip the per-request set-up below
+            passthrough = orjson.dumps({name: None if values is None else values[0]
+                                        for name, values in tag.passthrough.items()}, option=_NUMPY)
+            out.append(_LINE % (head, request_id, 0, passthrough, orjson.dumps(features[j], option=_NUMPY),
+                                orjson.dumps(preds[j], option=_NUMPY)))
+            j += 1
+            continue
+        # A key the request did not carry is null in every row.
+        columns = [(name, values if values is not None else _nulls(rows)) for name, values in tag.passthrough.items()]
+        for i in range(rows):
+            passthrough = orjson.dumps({name: values[i] for name, values in columns}, option=_NUMPY)
+            out.append(_LINE % (head, request_id, i, passthrough, orjson.dumps(features[j], option=_NUMPY),
+                                orjson.dumps(preds[j], option=_NUMPY)))
+            j += 1
+    return out
+
+
+def _nulls(rows: int) -> list:
+    return [None] * rows
 
 
 def _coalesce(batches: list, max_rows: int) -> list:
     """Joins consecutive batches of one version (up to ``max_rows``), so that a busy server
     sends few large events instead of many small ones."""
     out = []
-    for when, version, columns, predictions in batches:
+    for when, version, columns, predictions, requests in batches:
         if out and out[-1][1] == version and len(out[-1][3]) + len(predictions) <= max_rows:
-            _, _, joined, joined_predictions = out[-1]
-            out[-1] = (when, version, {name: np.concatenate([joined[name], columns[name]]) for name in joined},
-                       np.concatenate([joined_predictions, predictions]))
+            first, _, joined, joined_predictions, joined_requests = out[-1]
+            out[-1] = (first, version, {name: np.concatenate([joined[name], columns[name]]) for name in joined},
+                       np.concatenate([joined_predictions, predictions]), [*joined_requests, *requests])
         else:
-            out.append((when, version, columns, predictions))
+            out.append((when, version, columns, predictions, requests))
     return out
 
 

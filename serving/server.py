@@ -41,13 +41,14 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer
+from kserve.utils.utils import to_headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.importer import import_from_string
 
 from prodml.components.common.logs import get_logger
-from prodml.serving import codec, errors, responses
+from prodml.serving import codec, errors, request_ids, responses
 from prodml.serving.errors import RequestTooLarge, VersionNotServed
 from prodml.serving.fast_path import OFFLOAD_BYTES, FastPath, offload_rows
 
@@ -157,7 +158,7 @@ class V2Routes:
         if hasattr(model, "infer_direct"):
             rows = offload_rows(infer_request.inputs[0].shape if infer_request.inputs else ())
             response, response_headers = await model.infer_direct(
-                infer_request, offload=len(body) > OFFLOAD_BYTES or rows)
+                infer_request, offload=len(body) > OFFLOAD_BYTES or rows, headers=headers)
         else:
             response, response_headers = await self.dataplane.infer(model_name, infer_request, headers)
         response, extra = self.dataplane.encode(model_name, response, headers, {})
@@ -246,13 +247,17 @@ class LeanServicer(InferenceServicer):
         if model is None or not hasattr(model, "infer_columns"):
             return await super().ModelInfer(request, context)
         offload = offload_rows(request.inputs[0].shape) if request.inputs else False
+        headers = to_headers(context)  # KServe's: the call's metadata, for x-request-id
         if request.raw_input_contents:
             self.validate_grpc_request(request)
-            response, _ = await model.infer_direct(InferRequest.from_grpc(request), offload=offload)
+            response, _ = await model.infer_direct(InferRequest.from_grpc(request), offload=offload, headers=headers)
             return response.to_grpc()
-        served = await model.infer_columns("grpc", functools.partial(codec.from_v2_grpc, request.inputs),
-                                           version=request.model_version, offload=offload)
-        return responses.v2_grpc(model.name, request.id, served)
+        request_id = request_ids.request_id(request.id, headers)
+        tensors = request.inputs
+        served = await model.infer_columns("grpc", functools.partial(codec.from_v2_grpc, tensors),
+                                           version=request.model_version, offload=offload, request_id=request_id,
+                                           passthrough=lambda reader, rows: reader.from_grpc(tensors, rows))
+        return responses.v2_grpc(model.name, request_id, served)
 
 
 _RPC_METHODS = [name for name in vars(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer)

@@ -4,19 +4,19 @@ import pytest
 import yaml
 from kfp import components
 
-from prodml.components.common.images import RUNTIME_IMAGE, SERVING_IMAGE
+from prodml.components.common.images import INFRA_VALIDATE_IMAGE, RUNTIME_IMAGE
 from prodml.pipelines.compile import COMPONENTS, compile_all
 
 TASKS = {"ingest", "validate", "transform", "train", "evaluate", "infra-validate", "export", "push", "deploy"}
-# Components that must work where the model is served run in the serving image.
-IMAGES = {"infra_validate": SERVING_IMAGE}
+# infra_validate needs the serving environment beside the runtime one (Dockerfile.runtime, target infra-validate).
+IMAGES = {"infra_validate": INFRA_VALIDATE_IMAGE}
 
 
 @pytest.fixture(scope="module")
 def manifests(tmp_path_factory):
     out = tmp_path_factory.mktemp("manifests")
     written = compile_all(str(out))
-    assert len(written) == 2 + 3 * len(COMPONENTS)  # two pipelines, three files per component
+    assert len(written) == 3 + 3 * len(COMPONENTS)  # three pipelines, three files per component
     return out
 
 

@@ -29,7 +29,8 @@ from prodml.pipelines.component_versions import VERSIONS
 REPO = pathlib.Path(__file__).parent.parent
 MANIFESTS = REPO / "manifests"
 TAXI_SMALL = REPO / "tests" / "testdata" / "taxi_small.csv"
-GENERATED = ["pipelines/training_pipeline.yaml", "pipelines/batch_prediction_pipeline.yaml"] + [
+GENERATED = ["pipelines/training_pipeline.yaml", "pipelines/batch_prediction_pipeline.yaml",
+             "pipelines/monitoring_pipeline.yaml"] + [
     f"components/{name}/{file}" for name in COMPONENTS
     for file in ("component.yaml", "metadata.yaml", "README.md")]
 

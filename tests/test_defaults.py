@@ -25,6 +25,8 @@ def _disagreements(where, params):
     expected = dict(DEFAULTS)
     if "batch" in where:  # batch runs have their own pipeline context
         expected["pipeline_name"] = defaults.BATCH_PIPELINE_NAME
+    if "monitor" in where:  # so do monitoring runs
+        expected["pipeline_name"] = defaults.MONITOR_PIPELINE_NAME
     return [f"{where}: {name} = {value!r}, defaults.py says {expected[name]!r}"
             for name, value in params.items() if name in expected and value != expected[name]]
 

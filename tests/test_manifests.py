@@ -18,7 +18,7 @@ import yaml
 # The runtime environment has jsonschema; the serving one (which only collects this file) does not.
 jsonschema = pytest.importorskip("jsonschema")
 
-from prodml.components.common import images  # noqa: E402 - after the importorskip above
+from prodml.components.common import images, serving_runtimes  # noqa: E402 - after the importorskip above
 from prodml.components.common.errors import ConfigError  # noqa: E402
 from prodml.components.push import inferenceservice as isvc  # noqa: E402
 
@@ -156,12 +156,23 @@ def test_example_inferenceservices_are_what_push_renders():
         assert doc == isvc.render_inferenceservice(**kwargs), name
 
 
-def test_servingruntime_runs_the_prodml_predictor():
-    [(_, runtime)] = of_kind("ServingRuntime")
+def runtime_documents() -> dict:
+    return {doc["metadata"]["name"]: (name, doc) for name, doc in of_kind("ServingRuntime")}
+
+
+def test_the_servingruntime_files_are_the_runtimes_deploy_chooses_from():
+    assert set(runtime_documents()) == set(serving_runtimes.RUNTIMES)
+    for name, (file_name, _) in runtime_documents().items():
+        assert file_name == serving_runtimes.RUNTIMES[name].manifest
+
+
+@pytest.mark.parametrize("name", sorted(serving_runtimes.RUNTIMES))
+def test_servingruntime_runs_the_prodml_predictor(name):
+    _, runtime = runtime_documents()[name]
+    expected = serving_runtimes.RUNTIMES[name]
     spec = runtime["spec"]
-    assert runtime["metadata"]["name"] == isvc.SERVING_RUNTIME
     assert isvc.MODEL_FORMAT in [f["name"] for f in spec["supportedModelFormats"]]
-    assert set(spec["protocolVersions"]) == {"v1", "v2", "grpc-v2"}
+    assert tuple(spec["protocolVersions"]) == expected.protocol_versions
     assert spec["annotations"]["prometheus.kserve.io/port"] == str(isvc.HTTP_PORT)
     assert spec["annotations"]["prometheus.kserve.io/path"] == "/metrics"
     [container] = spec["containers"]
@@ -171,20 +182,106 @@ def test_servingruntime_runs_the_prodml_predictor():
     assert flags == {"--model_name": "{{.Name}}", "--model_dir": isvc.MOUNT_PATH,
                      "--http_port": str(isvc.HTTP_PORT), "--grpc_port": str(isvc.GRPC_PORT)}
     assert container["securityContext"]["runAsNonRoot"] is True
-    # REST and gRPC are both declared (tests/images/test_serving_image.py sends requests to both).
-    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http1", isvc.HTTP_PORT),
-                                                                             ("h2c", isvc.GRPC_PORT)]
+    # The declared ports are the ones deploy relies on (tests/images/test_serving_image.py sends
+    # requests to exactly these).
+    assert container["ports"] == [dict(p) for p in expected.ports]
+    # The variants differ from the REST runtime in their ports and protocols only.
+    _, rest = runtime_documents()[isvc.SERVING_RUNTIME]
+    [rest_container] = rest["spec"]["containers"]
+    assert {k: v for k, v in container.items() if k != "ports"} == \
+        {k: v for k, v in rest_container.items() if k != "ports"}
 
 
-def test_servingruntime_flags_are_flags_of_the_predictor():
+def test_one_runtime_auto_selects_the_model_format():
+    """Two auto-selecting runtimes for prodml-tf would leave KServe's choice to priority ties."""
+    auto = [name for name, (_, doc) in runtime_documents().items()
+            for f in doc["spec"]["supportedModelFormats"] if f["name"] == isvc.MODEL_FORMAT and f.get("autoSelect")]
+    assert auto == [isvc.SERVING_RUNTIME]
+
+
+@pytest.mark.parametrize("name", sorted(serving_runtimes.RUNTIMES))
+def test_a_runtime_for_serverless_declares_exactly_one_port(name):
+    """Knative accepts one container port per revision, and routes gRPC to it only when it is named h2c."""
+    runtime = serving_runtimes.RUNTIMES[name]
+    _, doc = runtime_documents()[name]
+    [container] = doc["spec"]["containers"]
+    if set(runtime.modes) & set(serving_runtimes.KNATIVE_MODES):
+        [port] = container["ports"]
+        if "grpc-v2" in doc["spec"]["protocolVersions"]:
+            assert port["name"] == "h2c" and port["containerPort"] == isvc.GRPC_PORT
+        else:
+            assert port["containerPort"] == isvc.HTTP_PORT
+    else:
+        assert len(container["ports"]) > 1, f"{name} is for RawDeployment only: it exists to publish both protocols"
+    # A port a protocol version needs is declared.
+    declared = {p["containerPort"] for p in container["ports"]}
+    assert ("grpc-v2" in doc["spec"]["protocolVersions"]) == (isvc.GRPC_PORT in declared)
+    assert bool({"v1", "v2"} & set(doc["spec"]["protocolVersions"])) == (isvc.HTTP_PORT in declared)
+
+
+@pytest.mark.parametrize("name", sorted(serving_runtimes.RUNTIMES))
+def test_servingruntime_flags_are_flags_of_the_predictor(name):
     """Every flag the runtime passes exists in prodml.serving's parser (read from its source)."""
     source = (REPO / "serving" / "__main__.py").read_text()
-    [(_, runtime)] = of_kind("ServingRuntime")
+    _, runtime = runtime_documents()[name]
     flags = runtime["spec"]["containers"][0]["args"][::2]
     own = set(re.findall(r'add_argument\("(--\w+)"', source))
     kserve_parser_flags = {"--model_name", "--http_port", "--grpc_port"}  # kserve.model_server's parser
     assert set(flags) <= own | kserve_parser_flags
     assert "--model_dir" in own and "--version" in own
+
+
+# --- protocol and deployment mode (what deploy applies) -----------------------------------------
+
+MODES = list(serving_runtimes.DEPLOYMENT_MODES)
+RENDERINGS = {"prodml": {}, "custom-container": {"image": images.SERVING_IMAGE}}
+
+
+@pytest.mark.parametrize("rendering", sorted(RENDERINGS))
+@pytest.mark.parametrize("protocol", serving_runtimes.PROTOCOLS)
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m or "cluster-default")
+def test_each_protocol_and_mode_gets_a_manifest_kserve_accepts(rendering, protocol, mode):
+    pushed = isvc.render_inferenceservice("chicago-taxi", "gs://b/registry/chicago-taxi", 3, **RENDERINGS[rendering])
+    manifest = serving_runtimes.for_deployment(pushed, protocol, mode)
+    assert errors(manifest) == []
+    assert pushed == isvc.render_inferenceservice("chicago-taxi", "gs://b/registry/chicago-taxi", 3,
+                                                  **RENDERINGS[rendering])  # a copy, not an edit
+    predictor = manifest["spec"]["predictor"]
+    if rendering == "prodml":
+        _, runtime = runtime_documents()[predictor["model"]["runtime"]]
+        ports = runtime["spec"]["containers"][0]["ports"]
+    else:
+        [container] = predictor["containers"]
+        ports = container["ports"]
+        probe = container["readinessProbe"]
+        probed = probe.get("httpGet", probe.get("tcpSocket"))["port"]
+        assert probed in [p["containerPort"] for p in ports], "Knative probes the declared port only"
+    names = [p["name"] for p in ports]
+    if serving_runtimes.is_standard(mode):
+        assert names == ["http1", "grpc-port"]  # REST first: the Service's port 80
+    else:
+        # Serverless, or the cluster's default (either mode): one port, h2c for gRPC.
+        assert names == (["h2c"] if protocol == "grpc" else ["http1"])
+    annotations = manifest["metadata"]["annotations"]
+    assert annotations.get(serving_runtimes.DEPLOYMENT_MODE_ANNOTATION) == (mode or None)
+    assert annotations[isvc.VERSION_ANNOTATION] == "3"
+
+
+def test_kserve_own_tensorflow_runtime_is_deployed_for_rest_only():
+    pushed = isvc.render_inferenceservice("chicago-taxi", "gs://b/registry/chicago-taxi", 3, runtime="tensorflow")
+    assert serving_runtimes.for_deployment(pushed, "rest", "Serverless")["spec"] == pushed["spec"]
+    with pytest.raises(ConfigError, match="tensorflow.*REST only.*prodml runtime"):
+        serving_runtimes.for_deployment(pushed, "grpc", "Serverless")
+
+
+@pytest.mark.parametrize("protocol, mode, words", [
+    ("http", "Serverless", ["protocol 'http'", "rest", "grpc"]),
+    ("rest", "serverless", ["deployment_mode 'serverless'", "Serverless", "RawDeployment", "Knative", "Standard"]),
+])
+def test_unknown_protocol_or_mode_is_refused_with_the_choices(protocol, mode, words):
+    with pytest.raises(ConfigError) as e:
+        serving_runtimes.select(protocol, mode)
+    assert all(w in str(e.value) for w in words), str(e.value)
 
 
 # --- RBAC ---------------------------------------------------------------------------------------
@@ -305,7 +402,13 @@ def test_dockerfile_is_pinned_and_installs_its_lock_without_resolving(name, lock
     # The official base is the default of a build argument (make test-images builds on a local stand-in).
     [base] = [line for line in lines if line.startswith("ARG BASE_IMAGE=")]
     assert re.fullmatch(r"ARG BASE_IMAGE=python:3\.11\.\d+-slim(-\w+)?", base), base
-    assert [line for line in lines if line.startswith("FROM ")] == ["FROM ${BASE_IMAGE}"]
+    # Every stage starts from that base or from an earlier stage: nothing else is pulled.
+    stages = []
+    for line in lines:
+        if line.startswith("FROM "):
+            parts = line.split()
+            assert parts[1] == "${BASE_IMAGE}" or parts[1] in stages, line
+            stages.append(parts[3] if len(parts) == 4 and parts[2] == "AS" else None)
     copies = " ".join(line for line in lines if line.startswith("COPY "))
     assert lock in copies and (REPO / lock).is_file()
     installs = [line for line in lines if "pip install" in line]
@@ -325,3 +428,40 @@ def test_serving_image_runs_the_predictor_as_non_root():
     assert (REPO / "serving" / "__main__.py").is_file()
     assert "prodml.serving = serving" in (REPO / "setup.cfg").read_text()
     assert "EXPOSE 8080 8081" in lines
+
+
+def stage_lines(name: str) -> dict:
+    """A multi-stage Dockerfile's instructions per stage name (in order), after its FROM line."""
+    stages, current = {}, None
+    for line in dockerfile(name):
+        if line.startswith("FROM "):
+            current = line.split()[3]
+            stages[current] = [line]
+        elif current:
+            stages[current].append(line)
+    return stages
+
+
+def test_infra_validate_image_is_the_runtime_image_plus_the_serving_lock():
+    """infra_validate's image: the runtime dependencies (kfp, MLMD) with the serving lock as a second venv."""
+    stages = stage_lines("Dockerfile.runtime")
+    # The runtime image is the default (last) target; both images share the runtime-deps layers.
+    assert list(stages)[-1] == "runtime"
+    assert stages["runtime"][0] == "FROM runtime-deps AS runtime"
+    assert stages["infra-validate"][0] == "FROM runtime-deps AS infra-validate"
+    [venv_install] = [line for line in stages["serving-env"] if "pip install" in line]
+    assert "/opt/serving/bin/pip install --no-deps -r /tmp/serving.lock" in venv_install
+    assert "COPY requirements/serving.lock /tmp/serving.lock" in stages["serving-env"]
+    infra = stages["infra-validate"]
+    assert infra[1:3] == ["COPY --from=serving-env /opt/serving /opt/serving",
+                          "ENV PRODML_SERVING_PYTHON=/opt/serving/bin/python"]
+    # The same prodml source goes into both images (and into both of infra-validate's environments).
+    copies = [line for line in infra if line.startswith("COPY ") and "--from" not in line]
+    assert copies == [line for line in stages["runtime"] if line.startswith("COPY ")]
+    [install] = [line for line in infra if line.startswith("RUN ")]
+    assert "pip install --no-deps --no-build-isolation ." in install
+    assert "/opt/serving/bin/pip install --no-deps --no-build-isolation ." in install
+    assert not any("-dev.lock" in line or "-dev.in" in line for line in dockerfile("Dockerfile.runtime"))
+    from prodml.components.infra_validate import serving_env
+
+    assert serving_env.SERVING_PYTHON_ENV == "PRODML_SERVING_PYTHON"

@@ -61,7 +61,7 @@ def test_reuse_component_notebook_runs_another_teams_pipeline(notebook_env):
 
     assert f"validate {VERSIONS['validate']} (beta)" in text
     assert "# Data validation" in text  # the anomalies Markdown
-    assert "facets" in text  # the statistics view HTML
+    assert '<svg class="chart' in text  # the statistics view HTML (inline SVG charts)
     assert (notebook_env / "data_check.yaml").exists()
 
 

@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 from conftest import LABEL, TAXI_SMALL
 
-from prodml.components.common import keys, names
+from prodml.components.common import keys, metrics, names
 from prodml.components.common.errors import ConfigError, InputDataError
-from prodml.components.evaluate import metrics
 from prodml.pipelines import preflight
 
 ALL_TYPES = (keys.BINARY, keys.MULTICLASS, keys.REGRESSION)
@@ -132,6 +131,14 @@ def test_deploy_namespace_is_a_kubernetes_name():
     assert preflight.check_namespace("") == ""
     with pytest.raises(ConfigError, match="deploy_namespace 'Team_A' is not a Kubernetes namespace name"):
         preflight.check_namespace("Team_A")
+
+
+def test_serving_protocol_and_deployment_mode_are_checked_before_a_run():
+    preflight.check_values({"serving_protocol": "grpc", "deployment_mode": "Knative"})
+    with pytest.raises(ConfigError, match="deployment_mode 'raw' is not one of"):
+        preflight.check_values({"deployment_mode": "raw"})
+    with pytest.raises(ConfigError, match="canary_traffic_percent 20 needs KServe's Serverless"):
+        preflight.check_values({"deployment_mode": "RawDeployment", "canary_traffic_percent": 20})
 
 
 # --- user modules: parsed, never imported -------------------------------------------------------

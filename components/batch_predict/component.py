@@ -31,9 +31,11 @@ def batch_predict(
     """Scores every row of CSV, Parquet or gzipped tf.Example files with a model, on Apache Beam.
 
     One output row per scorable input row: the carried columns, the prediction columns
-    (probability_<class> and predicted_<label>, or predicted_<label> for regression) and
-    model_version. Rows that cannot be scored go to <output>-dead-letters with their row, raw
-    text and reason; more than max_error_rate of them fail the step after they are written.
+    (probability_<class> and predicted_<label>, or predicted_<label> for regression),
+    model_version and request_id (<input SHA-256, 16 hex>-<file index>-<row>: the same in every
+    run over the same input, for joining labels). Rows that cannot be scored go to
+    <output>-dead-letters with their row, raw text and reason; more than max_error_rate of them
+    fail the step after they are written.
     The predictions are published atomically (a _SUCCESS file last).
 
     Args:

@@ -26,6 +26,7 @@ from prodml.components.common.errors import ConfigError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 VERSION_COLUMN = "model_version"
+REQUEST_ID_COLUMN = "request_id"
 # Rows per call of the signature: large enough that TF's per-call cost vanishes, small enough
 # to bound memory.
 PREDICT_BATCH_ROWS = 32768
@@ -46,11 +47,11 @@ def prediction_columns(label: artifacts.Label) -> List[str]:
 
 
 def output_columns(label: artifacts.Label, carried: Sequence[str]) -> List[str]:
-    """Carried columns, then the prediction columns, then ``model_version``.
+    """Carried columns, then the prediction columns, then ``model_version`` and ``request_id``.
 
     A ConfigError names a carried column that would collide with a prediction column.
     """
-    added = prediction_columns(label) + [VERSION_COLUMN]
+    added = prediction_columns(label) + [VERSION_COLUMN, REQUEST_ID_COLUMN]
     clash = [c for c in carried if c in added]
     if clash:
         raise ConfigError(f"The input column '{clash[0]}' has the name of an output column that batch "
@@ -221,8 +222,34 @@ def prediction_values(predictions: np.ndarray, label: artifacts.Label) -> Dict[s
     return values
 
 
-def score_chunk(model: Model, chunk: Chunk, carried: Sequence[str], na_values: Iterable[str]) -> Scored:
-    """Scores the rows of a chunk that can be scored; the others become dead letters."""
+def request_id_prefix(data_sha256: str, file_index: int) -> str:
+    """The ``request_id`` of every row of input file ``file_index`` starts with this.
+
+    A batch prediction's ``request_id`` is ``<first 16 hex digits of the input's SHA-256>-<index
+    of the file among the input's sorted files, from 0>-<row number in that file, from 1>``, e.g.
+    ``3f2a9c0d11e4b7a8-0-17``: the same for the same input row in every run over the same data
+    (whatever the engine, task split or model), different for different inputs, and never the
+    shape of a server's generated id (32 hex digits), so the two cannot collide.
+    """
+    return f"{data_sha256[:16]}-{file_index}-"
+
+
+def request_ids(prefix: str, rows: np.ndarray):
+    """``prefix`` + each row number, as an Arrow string array (no Python object per row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    numbers = pc.cast(pa.array(rows, type=pa.int64()), pa.string())
+    return pc.binary_join_element_wise(pa.scalar(prefix), numbers, "")
+
+
+def score_chunk(model: Model, chunk: Chunk, carried: Sequence[str], na_values: Iterable[str],
+                id_prefix: str = "") -> Scored:
+    """Scores the rows of a chunk that can be scored; the others become dead letters.
+
+    ``id_prefix`` (from :func:`request_id_prefix`) makes each row's ``request_id``; without it
+    (a Spark DataFrame scored by ``predict_frames``, which has no input fingerprint) it is null.
+    """
     if any(name not in chunk.cells for name in (*model.features, *carried)):
         # tf.Example input: a feature absent from every row of the chunk is absent everywhere.
         absent = np.full(len(chunk), None, dtype=object)
@@ -244,6 +271,8 @@ def score_chunk(model: Model, chunk: Chunk, carried: Sequence[str], na_values: I
     n = int(good.sum())
     out[VERSION_COLUMN] = (np.full(n, None, dtype=object) if model.version is None
                            else np.full(n, model.version, dtype=np.int64))
+    out[REQUEST_ID_COLUMN] = (request_ids(id_prefix, chunk.rows[good]) if id_prefix
+                              else np.full(n, None, dtype=object))
     return Scored(out, dead)
 
 

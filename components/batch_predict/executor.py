@@ -8,6 +8,11 @@ through the same core (:mod:`core`). Rows that cannot be scored go to the dead-l
 when they are more than ``max_error_rate`` of the rows the run fails after writing them, and
 nothing is published. Otherwise the predictions are published at ``output_uri`` in one step
 (:mod:`outputs`).
+
+Every output row carries the version that scored it (``model_version``) and a ``request_id``
+that is stable across runs over the same input: the input's fingerprint, the file and the row
+number (:func:`core.request_id_prefix`), so labels can be joined to batch predictions like to
+logged online traffic.
 """
 
 import math
@@ -87,7 +92,8 @@ def run_batch_predict(data_uri: str, output_uri: str, model_dir: str = "", regis
     columns = core.output_columns(info.label, carried)
     staging = outputs.Staging(output_uri, fmt).create()
     settings = worker.Settings(model_dir=model_uri, model_version=model_version, carried=tuple(carried),
-                               na_values=na, output_format=fmt, staging_uri=staging.uri, chunk_rows=chunk_rows)
+                               na_values=na, output_format=fmt, staging_uri=staging.uri, chunk_rows=chunk_rows,
+                               data_sha256=plan.sha256, files=tuple(plan.files))
     log.info("scoring %s (%s, %d task%s, sha256 %s) with %s on %s", data_uri, plan.format, len(plan.tasks),
              "" if len(plan.tasks) == 1 else "s", plan.sha256[:12], _describe_model(model_uri, model_version),
              engine)

@@ -27,6 +27,8 @@ class Settings:
     output_format: str
     staging_uri: str
     chunk_rows: int
+    data_sha256: str = ""       # the input's fingerprint: with files, makes each row's request_id
+    files: Tuple[str, ...] = ()  # the input's files, in the plan's order
 
 
 _MODELS: Dict[Tuple[str, Optional[int]], core.Model] = {}
@@ -61,9 +63,11 @@ def run_task(task: sources.Task, settings: Settings) -> dict:
                                 schema_for(model, settings.carried))
     rows = 0
     letters: List[dict] = []
+    id_prefix = (core.request_id_prefix(settings.data_sha256, settings.files.index(task.file))
+                 if settings.data_sha256 and task.file in settings.files else "")
     try:
         for chunk in sources.read_task(task, settings.chunk_rows):
-            scored = core.score_chunk(model, chunk, settings.carried, settings.na_values)
+            scored = core.score_chunk(model, chunk, settings.carried, settings.na_values, id_prefix)
             rows += len(chunk)
             letters += scored.dead_letters
             if scored.rows:

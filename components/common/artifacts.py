@@ -10,6 +10,7 @@
 | ``infra_blessing.json`` (infra blessing) | InfraBlessing | infra_validate | push, the run summary      |
 | ``edge_export.json`` (edge models)     | EdgeExport   | export     | push                             |
 | ``model_card.json`` (registry version) | ModelCard    | push       | evaluate (re-run check)          |
+| ``monitoring.json`` (monitoring)       | Monitoring   | monitor    | ``prodml monitor``, the monitoring pipeline |
 | ``inferenceservice.yaml`` (version)    | read_inferenceservice / write_inferenceservice | push | deploy |
 
 The label (name, problem type, classes) lives in ``data_version.json`` (ingest decides it),
@@ -421,6 +422,53 @@ class EdgeExport(_JsonFile):
         """Format → its file, relative to the folder, for the formats that passed parity."""
         return {name: entry["file"] for name, entry in sorted(self.formats.items())
                 if entry["written"] and entry.get("file")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Monitoring(_JsonFile):
+    """``monitoring.json``: one monitor run over a window of served traffic, and its decision.
+
+    ``retrain`` and ``reasons`` are the decision (every check as a sentence); ``drift`` maps each raw
+    feature to its scores (``{"js"|"linf": TFDV's number, "psi": population stability index}``) and
+    ``drifted_features`` names those above a bound; ``quality`` holds the live metrics on the
+    labelled rows (empty without labels), ``evaluation`` the same metrics at evaluation, and
+    ``label_match_rate`` the share of traffic rows that found a label. ``skew``, ``prediction_drift``,
+    ``operational``, ``business``, ``sources`` and ``thresholds`` are the rest of the run's figures.
+    """
+
+    model_name: str
+    version: int
+    rows: int
+    retrain: bool
+    reasons: List[str]
+    drift: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+    drifted_features: List[str] = dataclasses.field(default_factory=list)
+    quality: Dict[str, float] = dataclasses.field(default_factory=dict)
+    evaluation: Dict[str, float] = dataclasses.field(default_factory=dict)
+    label_match_rate: Optional[float] = None
+    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    FILE = keys.MONITORING_FILE
+    WHAT = "a monitoring folder written by monitor"
+    PRODUCER = "monitor"
+
+    @classmethod
+    def _parse(cls, fields: _Fields) -> "Monitoring":
+        return cls(model_name=fields.get("model_name", str), version=fields.get("version", int),
+                   rows=fields.get("rows", int), retrain=fields.get("retrain", bool),
+                   reasons=fields.sequence("reasons", str),
+                   drift=fields.mapping("drift", dict, optional=True),
+                   drifted_features=fields.sequence("drifted_features", str, optional=True) or [],
+                   quality=fields.mapping("quality", _NUMBER, optional=True),
+                   evaluation=fields.mapping("evaluation", _NUMBER, optional=True),
+                   label_match_rate=fields.get("label_match_rate", _NUMBER, optional=True),
+                   extra=fields.extra(dataclasses.fields(cls)))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**self.extra, "model_name": self.model_name, "version": self.version, "rows": self.rows,
+                "retrain": self.retrain, "reasons": list(self.reasons), "drift": self.drift,
+                "drifted_features": list(self.drifted_features), "quality": dict(self.quality),
+                "evaluation": dict(self.evaluation), "label_match_rate": self.label_match_rate}
 
 
 @dataclasses.dataclass(frozen=True)

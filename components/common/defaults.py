@@ -36,3 +36,19 @@ NA_VALUES = sorted([
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ])
+
+# monitor: when the served model is retrained, and how its traffic is read. Drift scores are TFDV's
+# (Jensen-Shannon divergence for numeric features, L-infinity distance for categorical ones) and the
+# population stability index over PSI_BINS training quantile bins; PSI above 0.2 is the usual
+# "significant shift" rule of thumb, 0.1 a moderate one.
+MONITOR_JS_THRESHOLD = 0.1         # numeric feature drift (TFDV's Jensen-Shannon divergence) above this is drift
+MONITOR_LINF_THRESHOLD = 0.1       # categorical feature drift (TFDV's L-infinity distance) above this is drift
+MONITOR_PSI_THRESHOLD = 0.2        # population stability index above this is drift too
+MONITOR_PSI_BINS = 10
+MONITOR_QUALITY_TOLERANCE = 0.02   # live key metric worse than evaluation's by more than this: retrain
+MONITOR_MIN_LABELLED_ROWS = 200    # labelled rows needed before live quality decides anything
+MONITOR_MIN_LABEL_MATCH_RATE = 0.05  # labels given but fewer traffic rows than this share matched: refuse
+MONITOR_NULL_RATE_CHANGE = 0.1     # a feature's missing share moved by more than this (absolute): skew
+MONITOR_MALFORMED_NAMED = 5        # malformed log lines named in the report (all are counted)
+MONITOR_CHUNK_ROWS = 65536         # rows per streamed Arrow batch: memory stays bounded by this
+MONITOR_PIPELINE_NAME = "prodml-monitoring"  # the ML Metadata pipeline context of monitor runs

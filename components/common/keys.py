@@ -27,6 +27,9 @@ MODEL_CARD_MD = "model_card.md"            # pushed version: human model card
 MODEL_CARD_JSON = "model_card.json"        # pushed version: machine model card
 ISVC_FILE = "inferenceservice.yaml"        # pushed version: the KServe InferenceService serving it
 VERSION_COMPLETE_FILE = "_PRODML_COMPLETE.json"  # pushed version: written last; no marker, no version
+MONITORING_FILE = "monitoring.json"        # monitoring: every drift/skew/quality score and the retrain decision
+MONITORING_REPORT_HTML = "report.html"     # monitoring: the self-contained HTML report
+MONITORING_SUMMARY_MD = "summary.md"       # monitoring: the Markdown summary
 
 # Artifact names: the input and output names of the component signatures (KFP takes them from
 # the Python parameter names, so a signature spells the value; tests/components/test_artifacts.py
@@ -52,7 +55,9 @@ MODEL_CARD_KEY = "model_card"              # push: the model card as Markdown
 DEPLOYMENT_KEY = "deployment"              # deploy: the deployment record
 DEPLOYMENT_CARD_KEY = "deployment_card"    # deploy: the deployment as Markdown
 PREDICTIONS_KEY = "predictions"            # batch_predict: the published prediction set
-SUMMARY_KEY = "summary"                    # batch_predict: the run as Markdown
+SUMMARY_KEY = "summary"                    # batch_predict, monitor: the run as Markdown
+MONITORING_KEY = "monitoring"              # monitor: monitoring.json, report.html, summary.md
+MONITORING_VIEW_KEY = "monitoring_view"    # monitor: the report as HTML
 
 # The artifacts each component reads and writes, as TFX's standard_component_specs declares them.
 COMPONENT_ARTIFACTS = {
@@ -70,6 +75,7 @@ COMPONENT_ARTIFACTS = {
              "outputs": (PUSHED_MODEL_KEY, MODEL_CARD_KEY)},
     "deploy": {"inputs": (PUSHED_MODEL_KEY,), "outputs": (DEPLOYMENT_KEY, DEPLOYMENT_CARD_KEY)},
     "batch_predict": {"inputs": (MODEL_KEY,), "outputs": (PREDICTIONS_KEY, METRICS_KEY, SUMMARY_KEY)},
+    "monitor": {"inputs": (), "outputs": (MONITORING_KEY, METRICS_KEY, MONITORING_VIEW_KEY, SUMMARY_KEY)},
 }
 
 # The InferenceService that push writes: metadata deploy reads back from a live service.

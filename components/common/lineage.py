@@ -58,6 +58,7 @@ EVALUATION = "prodml.ModelEvaluation"
 BLESSING = "prodml.ModelBlessing"
 INFRA_BLESSING = "prodml.InfraBlessing"
 DEPLOYMENT = "prodml.Deployment"
+MONITORING = "prodml.Monitoring"
 
 
 class LineageError(ProdmlError):

@@ -47,6 +47,9 @@ ARTIFACT_TYPES = {
     keys.MODEL_CARD_KEY: lineage.MARKDOWN,
     keys.DEPLOYMENT_KEY: lineage.DEPLOYMENT,
     keys.DEPLOYMENT_CARD_KEY: lineage.MARKDOWN,
+    keys.MONITORING_KEY: lineage.MONITORING,       # monitor: monitoring.json, report.html, summary.md
+    keys.MONITORING_VIEW_KEY: lineage.HTML,
+    keys.SUMMARY_KEY: lineage.MARKDOWN,
 }
 
 

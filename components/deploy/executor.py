@@ -12,6 +12,12 @@ sends that share to the new version and the rest to the previous rolled-out revi
 canary rollout); ``promote`` then gives the new version all traffic, and ``rollback`` gives it
 none (all traffic back to the previous revision).
 
+``protocol`` (``rest`` or ``grpc``) and ``deployment_mode`` (``Serverless``/``Knative``,
+``RawDeployment``/``Standard``, or empty for the cluster's default; KServe's
+``serving.kserve.io/deploymentMode``) choose the ServingRuntime or container ports
+(``common/serving_runtimes.py``): Knative takes one port per revision, so gRPC there gets the h2c
+runtime; RawDeployment publishes REST and gRPC together; canary rollouts need Knative.
+
 Example::
 
     manifest = artifacts.read_inferenceservice("gs://bucket/registry/chicago-taxi/3")
@@ -19,11 +25,10 @@ Example::
     promote("chicago-taxi", namespace="models")
 """
 
-import copy
 import re
 from typing import Any, Dict, Mapping, Optional
 
-from prodml.components.common import artifacts, dataio, keys
+from prodml.components.common import artifacts, dataio, keys, serving_runtimes
 from prodml.components.common.errors import ConfigError
 from prodml.components.common.logs import get_logger
 from prodml.components.deploy import kube, readiness
@@ -42,7 +47,9 @@ _VERSION_FOLDER = re.compile(r"/([0-9]+)/?$")
 
 def deploy_pushed(pushed: Mapping[str, Any], namespace: str, isvc_name: str = "",
                   canary_traffic_percent: int = 100, timeout_seconds: int = 600, kube_context: str = "",
-                  card_path: str = "", api_client=None, poll_seconds: float = 5.0) -> Dict[str, Any]:
+                  card_path: str = "", api_client=None, poll_seconds: float = 5.0,
+                  protocol: str = serving_runtimes.REST,
+                  deployment_mode: str = serving_runtimes.CLUSTER_DEFAULT) -> Dict[str, Any]:
     """Deploys what push published, or says why not; writes the record as Markdown to ``card_path``.
 
     Args:
@@ -51,18 +58,20 @@ def deploy_pushed(pushed: Mapping[str, Any], namespace: str, isvc_name: str = ""
         namespace: Kubernetes namespace; empty skips deployment.
         card_path: Where to write ``render_card`` of the result; empty writes nothing.
         isvc_name, canary_traffic_percent, timeout_seconds, kube_context, api_client,
-            poll_seconds: as in ``run_deploy``.
+            poll_seconds, protocol, deployment_mode: as in ``run_deploy``.
 
     Returns:
         ``run_deploy``'s record, or ``{"action": "skipped", "reason", "model_name", "version",
         "storage_uri"}`` when nothing was pushed, no namespace is given or no cluster is configured.
     """
+    # A wrong protocol or mode is refused even when there is nothing to deploy, so a typo shows at once.
+    check_deployment(protocol, deployment_mode, canary_traffic_percent)
     result = _skipped(pushed, namespace, kube_context, api_client)
     if result is None:
         manifest = artifacts.read_inferenceservice(pushed["pushed_destination"])
         result = run_deploy(manifest, namespace, isvc_name=isvc_name, canary_traffic_percent=canary_traffic_percent,
                             timeout_seconds=timeout_seconds, kube_context=kube_context, api_client=api_client,
-                            poll_seconds=poll_seconds)
+                            poll_seconds=poll_seconds, protocol=protocol, deployment_mode=deployment_mode)
     if card_path:
         dataio.write_text_atomic(card_path, render_card(result))
     return result
@@ -83,9 +92,19 @@ def _skipped(pushed: Mapping[str, Any], namespace: str, kube_context: str, api_c
             "version": int(pushed.get("version") or 0), "storage_uri": pushed.get("pushed_destination", "")}
 
 
+def check_deployment(protocol: str, deployment_mode: str, canary_traffic_percent: int = 100) -> None:
+    """Raises ConfigError for an unknown protocol or mode, or a canary rollout outside Serverless mode."""
+    serving_runtimes.check(protocol, deployment_mode)
+    if serving_runtimes.is_standard(deployment_mode) and canary_traffic_percent < 100:
+        raise ConfigError(f"canary_traffic_percent {canary_traffic_percent} needs KServe's Serverless (Knative) mode, "
+                          f"whose revisions split the traffic; {deployment_mode} replaces the pods instead. Use 100, "
+                          "or deploy in Serverless mode.")
+
+
 def run_deploy(manifest: Mapping[str, Any], namespace: str, isvc_name: str = "", canary_traffic_percent: int = 100,
                timeout_seconds: int = 600, kube_context: str = "", api_client=None,
-               poll_seconds: float = 5.0) -> Dict[str, Any]:
+               poll_seconds: float = 5.0, protocol: str = serving_runtimes.REST,
+               deployment_mode: str = serving_runtimes.CLUSTER_DEFAULT) -> Dict[str, Any]:
     """Creates or updates the InferenceService of ``manifest`` (as push rendered it) and waits for Ready.
 
     Args:
@@ -98,9 +117,16 @@ def run_deploy(manifest: Mapping[str, Any], namespace: str, isvc_name: str = "",
         kube_context: kubeconfig context; empty uses in-cluster credentials or the current context.
         api_client: A ``kubernetes.client.ApiClient`` to use instead of loading credentials.
         poll_seconds: Seconds between status checks while waiting.
+        protocol: ``rest`` (V1/V2 REST) or ``grpc`` (V2 gRPC): what clients reach through the service.
+        deployment_mode: ``Serverless`` or ``Knative`` (one port per revision), ``RawDeployment`` or
+            ``Standard`` (KServe 0.16's names), written as given to the service's
+            ``serving.kserve.io/deploymentMode`` annotation; empty writes none (the cluster's default
+            mode, served by the one-port runtimes). KServe refuses to move a service to another
+            mode (kserve/kserve#4194), so this refuses it first.
 
     Returns:
-        ``{"namespace", "name", "url", "version", "traffic_percent", "action"}`` with action
+        ``{"namespace", "name", "url", "version", "traffic_percent", "action", "protocol",
+        "deployment_mode", "serving_runtime"}`` with action
         ``created``, ``patched`` or ``unchanged``; or action ``skipped`` with ``reason`` and
         ``served_version`` when the service already serves a newer version (nothing is written).
     """
@@ -109,7 +135,10 @@ def run_deploy(manifest: Mapping[str, Any], namespace: str, isvc_name: str = "",
     if not 1 <= canary_traffic_percent <= 100:
         raise ConfigError(f"canary_traffic_percent {canary_traffic_percent} is not between 1 and 100: "
                           "use 100 to send all traffic to the new version.")
-    desired = copy.deepcopy(dict(manifest))
+    check_deployment(protocol, deployment_mode, canary_traffic_percent)
+    desired = serving_runtimes.for_deployment(manifest, protocol, deployment_mode)
+    served_by = {"protocol": protocol, "deployment_mode": deployment_mode or "cluster default",
+                 "serving_runtime": _runtime_of(desired)}
     version = served_version(desired)
     if version is None:
         raise ConfigError(f"The InferenceService manifest {desired['metadata'].get('name')} has no "
@@ -123,6 +152,8 @@ def run_deploy(manifest: Mapping[str, Any], namespace: str, isvc_name: str = "",
     services = kube.InferenceServices(api_client or kube.api_client(kube_context), namespace)
 
     current = services.get(name)
+    if current is not None:
+        _check_same_mode(current, namespace, name, deployment_mode)
     if current is None:
         log.info("creating InferenceService %s/%s for %s v%d", namespace, name, model_name, version)
         # A new service has no previous revision to split traffic with.
@@ -132,7 +163,7 @@ def run_deploy(manifest: Mapping[str, Any], namespace: str, isvc_name: str = "",
     else:
         serving = served_version(current)
         if serving is not None and serving > version:
-            return _refuse_downgrade(current, namespace, name, model_name, version, serving)
+            return {**_refuse_downgrade(current, namespace, name, model_name, version, serving), **served_by}
         if _same_deployment(current, desired):
             log.info("InferenceService %s/%s already serves v%d: unchanged", namespace, name, version)
             action, traffic = "unchanged", canary_traffic_percent
@@ -143,7 +174,30 @@ def run_deploy(manifest: Mapping[str, Any], namespace: str, isvc_name: str = "",
             action, traffic = "patched", canary_traffic_percent
 
     ready = readiness.wait_ready(lambda: services.get(name), namespace, name, timeout_seconds, poll_seconds)
-    return _result(ready, namespace, name, version, traffic, action)
+    return {**_result(ready, namespace, name, version, traffic, action), **served_by}
+
+
+def _runtime_of(isvc: Mapping[str, Any]) -> str:
+    """The ServingRuntime the service names, else what serves it (a custom image, KServe's own runtime)."""
+    predictor = isvc["spec"]["predictor"]
+    model = predictor.get("model") or {}
+    if model.get("runtime"):
+        return model["runtime"]
+    if model:
+        return f"KServe's {(model.get('modelFormat') or {}).get('name')} runtime"
+    return "custom container " + ", ".join(c.get("image", "") for c in predictor.get("containers") or [])
+
+
+def _check_same_mode(current: Mapping[str, Any], namespace: str, name: str, deployment_mode: str) -> None:
+    """ConfigError when the service runs in another mode (its annotation, else the mode KServe reports)."""
+    if not deployment_mode:
+        return
+    have = (((current.get("metadata") or {}).get("annotations") or {}).get(serving_runtimes.DEPLOYMENT_MODE_ANNOTATION)
+            or (current.get("status") or {}).get("deploymentMode"))
+    if have and not serving_runtimes.same_mode(have, deployment_mode):
+        raise ConfigError(f"InferenceService {namespace}/{name} runs in {have} mode, not {deployment_mode}: KServe "
+                          "does not move a service between modes. Deploy with deployment_mode "
+                          f"{have}, or under another isvc_name (or delete the service first).")
 
 
 def served_version(isvc: Mapping[str, Any]) -> Optional[int]:

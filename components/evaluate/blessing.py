@@ -9,8 +9,8 @@ import dataclasses
 import numbers
 from typing import Dict, Mapping, Optional
 
+from prodml.components.common import metrics as m
 from prodml.components.common.errors import ConfigError
-from prodml.components.evaluate import metrics as m
 
 
 @dataclasses.dataclass(frozen=True)

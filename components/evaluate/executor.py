@@ -12,11 +12,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from prodml.components.common import artifacts, dataio, defaults, keys, names, registry
+from prodml.components.common import metrics as m
 from prodml.components.common.errors import ConfigError, InputDataError, RegistryError
 from prodml.components.common.logs import get_logger, step
 from prodml.components.common.saved_models import load_examples_signature
 from prodml.components.evaluate import blessing as checks
-from prodml.components.evaluate import metrics as m
 from prodml.components.evaluate import report, slices
 
 log = get_logger(__name__)

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from prodml.components.common import keys
-from prodml.components.evaluate import metrics as m
+from prodml.components.common import metrics as m
 
 MAX_SLICES = 20
 OTHER = "__other__"

@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from prodml.components.common.images import SERVING_IMAGE
+from prodml.components.common.images import INFRA_VALIDATE_IMAGE
 
 
-@dsl.component(base_image=SERVING_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=INFRA_VALIDATE_IMAGE, install_kfp_package=False)
 def infra_validate(
     model: Input[Model],
     examples: Input[Dataset],
@@ -25,7 +25,8 @@ def infra_validate(
     variants) over V1 REST, V2 REST and V2 gRPC; the answers must equal evaluate's predictions
     (1e-5), the server must be ready within infra_max_load_seconds, and single-row requests at
     concurrency 8 must keep a p99 latency within infra_max_p99_ms. Push requires this blessing.
-    Runs in the serving image; locally it runs the check in the serving environment (.venv/serving).
+    Runs in the infra-validate image (the runtime image plus the serving environment as a second venv,
+    where the predictor is started); locally the check runs in the serving environment (.venv/serving).
 
     Args:
         model: The candidate model.

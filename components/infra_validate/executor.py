@@ -2,11 +2,12 @@
 
 Evaluate proves that the model is good; this proves that the predictor serves it. The candidate
 is loaded by the prodml predictor exactly as in production (``python -m prodml.serving``, a real
-KServe ModelServer on free local ports, in the serving environment: the serving image in a cluster,
-``.venv/serving`` locally). Eval rows, with missing-value variants, go over V1 REST, V2 REST and
-V2 gRPC and must come back with evaluate's predictions; the server must be ready within a bound;
-single-row requests at a fixed concurrency must keep their p99 latency within a bound. The
-decision, its reasons and the figures go to ``infra_blessing.json``; push requires it.
+KServe ModelServer on free local ports, in the serving environment: the infra-validate image's
+``/opt/serving`` venv in a cluster, ``.venv/serving`` locally). Eval rows, with missing-value
+variants, go over V1 REST, V2 REST and V2 gRPC and must come back with evaluate's predictions;
+the server must be ready within a bound; single-row requests at a fixed concurrency must keep
+their p99 latency within a bound. The decision, its reasons and the figures go to
+``infra_blessing.json``; push requires it.
 """
 
 import os

@@ -1,8 +1,11 @@
 """Crossing over to the serving environment, where the candidate must load and answer.
 
-In a cluster the component runs in the serving image, whose own interpreter has kserve. Locally
-``kfp.local`` runs every task in the runtime environment (TF 2.16, no kserve), so the check
-runs in ``$PRODML_SERVING_PYTHON`` or the repository's ``.venv/serving`` instead.
+The component runs in the runtime environment (kfp's executor, TF 2.16, ML Metadata), which cannot
+hold kserve (kfp pins protobuf<5, kserve needs >=5). As TFX's InfraValidator keeps the model server
+apart from the component, the predictor runs as a separate process in the serving environment:
+in a cluster the infra-validate image's second venv, ``/opt/serving``, named by
+``$PRODML_SERVING_PYTHON`` (Dockerfile.runtime, target infra-validate); locally, under ``kfp.local``, the same
+variable or the repository's ``.venv/serving``.
 """
 
 import importlib.util
@@ -21,7 +24,8 @@ CHECK_MARGIN_SECONDS = 300.0
 
 
 def serving_python() -> str:
-    """This interpreter when it has kserve (the serving image), else the serving environment's."""
+    """``$PRODML_SERVING_PYTHON`` (set in the infra-validate image), this interpreter if it has kserve, else
+    the repository's ``.venv/serving``."""
     explicit = os.environ.get(SERVING_PYTHON_ENV)
     if explicit:
         if not os.path.exists(explicit):
@@ -35,7 +39,7 @@ def serving_python() -> str:
     if not os.path.exists(python):
         raise ConfigError(f"infra_validate needs the serving environment, and it is missing ({python}). Run "
                           f"'make setup' in the repository, or set {SERVING_PYTHON_ENV} to a Python with kserve "
-                          "and prodml installed.")
+                          "and prodml installed (the infra-validate image sets it to /opt/serving/bin/python).")
     return python
 
 

@@ -18,6 +18,7 @@ def ingest(
     split_ratios: Dict[str, float] = {"train": 0.8, "eval": 0.2},
     na_values: List[str] = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
                             "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"],
+    split_column: str = "",
     metadata_connection: str = "",
     pipeline_name: str = "prodml-training",
     run_id: str = "",
@@ -35,6 +36,8 @@ def ingest(
         split_ratios: Relative size of each split; must name train and eval.
         na_values: CSV cells read as missing besides empty ones (default: pandas' markers); [] leaves
             only empty cells missing.
+        split_column: A column naming each row's split (train, eval); rows where it is empty are split by
+            hash. It is not a feature. Retraining uses it to keep old training data out of the eval split.
         metadata_connection: ML Metadata connection (sqlite:///..., mysql://..., grpc://...); empty records nothing.
         pipeline_name: Pipeline context name in ML Metadata.
         run_id: Pipeline run context name in ML Metadata.
@@ -50,7 +53,7 @@ def ingest(
     def body() -> Recorded:
         version = run_ingest(data_uri=data_uri, output_dir=examples.path, label=label,
                              problem_type=problem_type, drop_columns=drop_columns,
-                             split_ratios=split_ratios, na_values=na_values)
+                             split_ratios=split_ratios, na_values=na_values, split_column=split_column)
         data_props = {"sha256": version["sha256"], "size_bytes": version["size_bytes"]}
         examples.metadata.update({**data_props, "source_uri": version["source_uri"],
                                   "row_counts": version["row_counts"],
@@ -60,7 +63,7 @@ def ingest(
             outputs={keys.EXAMPLES_KEY: examples},
             parameters={"label": label, "problem_type": version["label"]["problem_type"],
                         "drop_columns": drop_columns, "split_ratios": split_ratios,
-                        "na_values": na_values},
+                        "na_values": na_values, "split_column": split_column},
             value=version["sha256"])
 
     return run_and_record("ingest", metadata_connection, pipeline_name, run_id, body)

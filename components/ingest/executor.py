@@ -24,7 +24,8 @@ LOG_EVERY_ROWS = 200_000
 
 def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = keys.AUTO,
                drop_columns: Iterable[str] = (), split_ratios: Optional[Mapping[str, float]] = None,
-               na_values: Optional[Iterable[str]] = None, chunk_rows: int = CHUNK_ROWS) -> Dict[str, object]:
+               na_values: Optional[Iterable[str]] = None, chunk_rows: int = CHUNK_ROWS,
+               split_column: str = "") -> Dict[str, object]:
     """Writes ``<output_dir>/Split-<name>/data-*.tfrecord.gz`` and ``data_version.json``.
 
     Args:
@@ -38,6 +39,9 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
         na_values: CSV cells read as missing besides the empty cell (default
             ``defaults.NA_VALUES``, pandas' set); an empty list leaves only empty cells missing.
         chunk_rows: rows read at a time (memory bound); the result does not depend on it.
+        split_column: a column naming each row's split (``train``, ``eval``, ...); rows where it
+            is empty are split by hash as usual. It is not a feature. ``prodml monitor`` uses it to
+            keep the old training data out of the eval split when it retrains.
 
     Returns:
         The data_version dict (see DEVELOPERS.md, "examples"). A column without any value is
@@ -61,8 +65,10 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
         if first is None:
             raise InputDataError(f"{data_uri} has a header but no rows. Ingest needs at least one row.")
         label_name, dropped, kept = _select_columns(list(first.frame.columns), label, drop_columns)
+        split_name = _split_column(split_column, list(first.frame.columns), label_name, dropped)
+        kept = [name for name in kept if name != split_name]
         profiles = {name: columns.ColumnProfile(name) for name in kept}
-        attempt: Optional[_Attempt] = _Attempt(output_dir, ratios, label_name, source)
+        attempt: Optional[_Attempt] = _Attempt(output_dir, ratios, label_name, source, split_column=split_name)
         try:
             for chunk in itertools.chain([first], chunks):
                 for name, profile in profiles.items():
@@ -78,7 +84,7 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
             kinds = {name: profile.kind(markers) for name, profile in profiles.items()}
             if attempt is None:
                 attempt = _rewrite(files, chunk_rows, markers, fingerprint, data_uri,
-                                   _Attempt(output_dir, ratios, label_name, source, kinds))
+                                   _Attempt(output_dir, ratios, label_name, source, kinds, split_name))
             label_block = attempt.finish(problem_type, data_uri)
         except BaseException:
             if attempt is not None:
@@ -95,7 +101,7 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
         row_counts=dict(attempt.writer.row_counts), split_ratios=ratios, columns=kinds,
         dropped_columns=dropped + empty,  # asked for, then columns without any value
         label=artifacts.Label.from_dict(label_block),
-        extra={"na_values": sorted(markers)})
+        extra={"na_values": sorted(markers), **({"split_column": split_name} if split_name else {})})
     data_version.write(output_dir)
     log.info("Ingested %d rows %s; label '%s' (%s).", attempt.total, attempt.writer.row_counts, label_name,
              label_block["problem_type"])
@@ -109,9 +115,10 @@ class _Attempt:
     """
 
     def __init__(self, output_dir: str, ratios: Dict[str, float], label: str, source: str,
-                 kinds: Optional[Dict[str, Optional[str]]] = None):
+                 kinds: Optional[Dict[str, Optional[str]]] = None, split_column: str = ""):
         self.kinds: Dict[str, Optional[str]] = dict(kinds or {})
         self._ratios, self._label, self._source = ratios, label, source
+        self._split_column = split_column
         self.writer = splits.SplitWriter(output_dir, list(ratios))
         self._tracker: Optional[labels.LabelTracker] = None
         self.total, self._next_log = 0, LOG_EVERY_ROWS
@@ -135,7 +142,12 @@ class _Attempt:
         arrays = {name: columns.to_arrow(frame[name], kind) for name, kind in self.kinds.items()
                   if kind is not None}
         records = splits.encode(arrays)
-        split_of_row = splits.assign(frame, self._ratios)
+        if self._split_column:
+            split_of_row = splits.pinned(frame[self._split_column], self._ratios,
+                                         splits.assign(frame.drop(columns=[self._split_column]), self._ratios),
+                                         chunk.where)
+        else:
+            split_of_row = splits.assign(frame, self._ratios)
         for index, split in enumerate(self._ratios):
             self.writer.write(split, [records[i] for i in (split_of_row == index).nonzero()[0]])
         self.total += len(frame)
@@ -175,6 +187,17 @@ def _select_columns(names: List[str], label: str, drop_columns: Iterable[str]):
         raise ConfigError(f"drop_columns {list(drop_columns)} includes the label '{label_name}'; "
                           "the label cannot be dropped.")
     return label_name, dropped, [n for n in names if n not in dropped]
+
+
+def _split_column(split_column: str, names: List[str], label_name: str, dropped: List[str]) -> str:
+    """The split column as the header names it ("" for none); it can be neither the label nor dropped."""
+    if not split_column:
+        return ""
+    name = _find_column(split_column, names, "split_column")
+    if name == label_name or name in dropped:
+        raise ConfigError(f"The split_column '{split_column}' is also the label or a column to drop; name a "
+                          "column that only says which split each row goes to.")
+    return name
 
 
 def _find_column(name: str, names: List[str], what: str) -> str:

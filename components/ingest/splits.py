@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from prodml.components.common import dataio, keys
-from prodml.components.common.errors import ConfigError
+from prodml.components.common.errors import ConfigError, InputDataError
 from prodml.components.common.logs import get_logger
 
 log = get_logger(__name__)
@@ -45,6 +45,24 @@ def assign(raw: pd.DataFrame, ratios: Dict[str, float]) -> np.ndarray:
     bounds = np.round(np.cumsum(list(ratios.values())) * BUCKETS).astype(np.uint64)
     bounds[-1] = BUCKETS
     return np.searchsorted(bounds, hashes % np.uint64(BUCKETS), side="right")
+
+
+def pinned(values: pd.Series, ratios: Dict[str, float], hashed: np.ndarray, where) -> np.ndarray:
+    """The split index of each row: the split its ``values`` cell names, or ``hashed`` where it is empty.
+
+    ``where(i)`` names row ``i`` (file and line) for the error about a value that is not a split.
+    """
+    names = list(ratios)
+    result = hashed.copy()
+    given = values.notna().to_numpy()
+    for i in given.nonzero()[0]:
+        name = str(values.iloc[i]).strip()
+        if name not in ratios:
+            raise InputDataError(f"On {where(int(i))}, the split column '{values.name}' holds '{name}', which is not a "
+                                 f"split ({', '.join(names)}). Name one of those, or leave the cell empty for a "
+                                 "hash split.")
+        result[i] = names.index(name)
+    return result
 
 
 def encode(arrays: Dict[str, object]) -> List[bytes]:

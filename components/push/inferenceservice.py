@@ -3,7 +3,7 @@
 Three ways to serve the registry layout ``<registry>/<model_name>/<version>/``:
 
 - ``runtime="prodml"`` (default): our predictor through the ``prodml-predictor`` ServingRuntime
-  (``manifests/kserve/servingruntime-prodml.yaml``), model format ``prodml-tf``. KServe mounts
+  (``manifests/kserve/servingruntime-prodml.yaml``, REST), model format ``prodml-tf``. KServe mounts
   ``<registry>/<model_name>`` at ``/mnt/models`` and the ``--version`` argument pins the version.
 - ``runtime="prodml"`` with ``image``: the same predictor as a custom container, for clusters
   without our ServingRuntime. KServe's storage initializer still fills ``/mnt/models`` from
@@ -14,24 +14,26 @@ Three ways to serve the registry layout ``<registry>/<model_name>/<version>/``:
 The version is also recorded in the ``prodml.io/model-version`` annotation, which the deploy
 step compares to decide whether anything changed, and to refuse moving a service to an older
 version. Push writes the manifest beside each version (``inferenceservice.yaml``); deploy
-applies that file, so this is the only place that renders one.
+applies that file, so this is the only place that renders one. It serves REST with one container
+port, valid in both KServe deployment modes; deploy switches it to gRPC or RawDeployment with
+``serving_runtimes.for_deployment`` (which runtime and ports serve which protocol in which mode).
 """
 
 from typing import Optional
 
 import yaml
 
-from prodml.components.common import keys
+from prodml.components.common import keys, serving_runtimes
 from prodml.components.common.errors import ConfigError
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 RUNTIMES = ("prodml", "tensorflow")
-SERVING_RUNTIME = "prodml-predictor"     # metadata.name in manifests/kserve/servingruntime-prodml.yaml
+SERVING_RUNTIME = serving_runtimes.REST_RUNTIME.name   # manifests/kserve/servingruntime-prodml.yaml
 MODEL_FORMAT = "prodml-tf"
 MOUNT_PATH = "/mnt/models"               # where KServe's storage initializer puts storageUri
-HTTP_PORT = 8080
-GRPC_PORT = 8081
+HTTP_PORT = serving_runtimes.HTTP_PORT
+GRPC_PORT = serving_runtimes.GRPC_PORT
 VERSION_ANNOTATION = keys.ISVC_VERSION_ANNOTATION
 MODEL_LABEL = keys.ISVC_MODEL_LABEL
 MANAGED_BY = {"app.kubernetes.io/managed-by": "prodml"}
@@ -105,7 +107,7 @@ def _predictor_container(model_name: str, version: int, root: str, image: str) -
         "args": ["--model_name", model_name, "--model_dir", MOUNT_PATH, "--version", str(version),
                  "--http_port", str(HTTP_PORT), "--grpc_port", str(GRPC_PORT)],
         "env": [{"name": "STORAGE_URI", "value": root}],
-        "ports": [{"name": "http1", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [dict(port) for port in serving_runtimes.REST_RUNTIME.ports],
         "readinessProbe": {"httpGet": {"path": f"/v2/models/{model_name}/ready", "port": HTTP_PORT}},
     }
 

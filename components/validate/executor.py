@@ -6,7 +6,7 @@ the statistics, the anomalies and the HTML report to see what is wrong.
 
 from typing import Dict, List
 
-from prodml.components.common import artifacts, dataio, keys, schemas
+from prodml.components.common import artifacts, dataio, html_report, keys, schemas
 from prodml.components.common.errors import ConfigError, SchemaError
 from prodml.components.common.logs import get_logger, step
 from prodml.components.validate import report, schema_rules, statistics
@@ -24,7 +24,8 @@ def run_validate(examples_dir: str, statistics_dir: str, schema_dir: str, anomal
         statistics_dir: output statistics artifact (``Split-<name>/FeatureStats.pb``, anomalies.pbtxt).
         schema_dir: output schema artifact (``schema.pbtxt``).
         anomalies_md_path: output Markdown report of the anomalies.
-        statistics_html_path: output HTML view of the train and eval statistics (Facets).
+        statistics_html_path: output HTML view of the train and eval statistics (self-contained:
+            tables and inline SVG charts, no script or CDN).
         user_schema_uri: a schema .pbtxt file or schema folder to use instead of inferring one
             (``schema_rules.infer``: from every split, so that a category seen in one split only
             does not block; types and required features from train).
@@ -119,12 +120,7 @@ def _load_user_schema(uri: str):
 
 
 def _html(stats: Dict[str, object]) -> str:
-    from tensorflow_data_validation.utils import display_util
-
+    """The statistics view: self-contained (no CDN), so it renders offline and behind a proxy."""
     names: List[str] = [keys.TRAIN] + ([keys.EVAL] if keys.EVAL in stats else [])
-    facets = display_util.get_statistics_html(
-        stats[names[0]], stats[names[1]] if len(names) > 1 else None,
-        lhs_name=names[0], rhs_name=names[-1])
-    # get_statistics_html returns a notebook fragment; a full page opens in a browser too.
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Statistics: "
-            f"{' vs '.join(names)}</title></head>\n<body>\n{facets}\n</body></html>\n")
+    return html_report.statistics_page({name: stats[name] for name in names},
+                                       title=f"Statistics: {' vs '.join(names)}")

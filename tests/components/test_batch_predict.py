@@ -170,7 +170,7 @@ def test_beam_predictions_equal_the_signature_on_the_same_raw_rows(beam_run, bad
 def test_every_input_column_is_carried_label_included(beam_run, bad_csv, header):
     result, out = beam_run
     frame = outputs.read_predictions(str(out))
-    assert list(frame.columns) == header + ["probability_1", "predicted_big_tipper", "model_version"]
+    assert list(frame.columns) == header + ["probability_1", "predicted_big_tipper", "model_version", "request_id"]
     records = good_records(bad_csv, BAD_ROWS)
     assert list(frame[LABEL]) == [r[LABEL] for r in records]
     assert frame["company"].iloc[position(QUOTED_ROW)] == "Two\nLines Cab"
@@ -242,8 +242,25 @@ def test_non_empty_output_is_refused_unless_overwrite(bad_csv, model_registry, t
     assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000.csv"]
     frame = outputs.read_predictions(str(out), ["trip_start_timestamp"])
     assert list(frame.columns) == ["trip_start_timestamp", "probability_1", "predicted_big_tipper",
-                                   "model_version"]
+                                   "model_version", "request_id"]
     assert len(frame) == result["scored"] == ROWS - len(BAD_ROWS)
+
+
+def test_request_ids_are_stable_across_runs_and_name_the_input_row(bad_csv, model_registry, tmp_path):
+    """Contract 2: every row has model_version and a request_id from the input's fingerprint and row."""
+    import hashlib
+
+    args = {"registry_uri": str(model_registry), "model_name": MODEL, "engine": "local", "max_error_rate": 1,
+            "id_columns": ["trip_start_timestamp"]}
+    first = run_batch_predict(str(bad_csv), str(tmp_path / "first"), rows_per_task=1000, **args)
+    run_batch_predict(str(bad_csv), str(tmp_path / "second"), rows_per_task=70, output_format="jsonl", **args)
+    one, two = (outputs.read_predictions(str(tmp_path / name)) for name in ("first", "second"))
+    assert list(one["request_id"]) == list(two["request_id"])  # other run, task split and format
+    assert set(one["model_version"]) == {1}
+    sha = hashlib.sha256(bad_csv.read_bytes()).hexdigest()
+    assert first["data_sha256"] == sha
+    good_rows = [row for row in range(1, ROWS + 1) if row not in BAD_ROWS]
+    assert list(one["request_id"]) == [f"{sha[:16]}-0-{row}" for row in good_rows]
 
 
 def test_unknown_model_and_version_list_what_exists(bad_csv, model_registry, tmp_path):
@@ -549,4 +566,4 @@ def test_the_compiled_component_scores_a_training_runs_model_through_kfp_local(b
     assert task.output.metadata["scored"] == ROWS - len(BAD_ROWS)
     assert task.output.metadata["output_uri"] == str(out)
     frame = outputs.read_predictions(str(out))
-    assert list(frame.columns) == [LABEL, "probability_1", "predicted_big_tipper", "model_version"]
+    assert list(frame.columns) == [LABEL, "probability_1", "predicted_big_tipper", "model_version", "request_id"]

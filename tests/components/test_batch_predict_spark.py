@@ -54,6 +54,7 @@ def test_spark_job_equals_the_other_engines(spark, data, trained, reference, tmp
     got = outputs.read_predictions(str(out))
     assert sorted(os.listdir(out)) == ["_SUCCESS"] + [f"part-{i:05d}.parquet" for i in range(4)]
     np.testing.assert_allclose(got["probability_1"], reference["probability_1"], rtol=0, atol=1e-6)
+    assert list(got["request_id"]) == list(reference["request_id"])  # stable across engines
     letters = dead_letters.read(result["dead_letter_uri"])
     assert [(d["row"], d["line"]) for d in letters] == [(BAD_ROW, BAD_ROW + 1)]
 

@@ -138,7 +138,8 @@ def test_creates_the_inferenceservice_when_absent(server, api):
     assert (post["method"], post["path"], post["content_type"]) == ("POST", PATH, "application/json")
     assert post["body"] == render_inferenceservice("chicago-taxi", ROOT, 1, namespace=NS)
     assert result == {"namespace": NS, "name": "chicago-taxi", "url": f"http://chicago-taxi.{NS}.example.com",
-                      "version": 1, "traffic_percent": 100, "action": "created"}
+                      "version": 1, "traffic_percent": 100, "action": "created", "protocol": "rest",
+                      "deployment_mode": "cluster default", "serving_runtime": "prodml-predictor"}
 
 
 def test_deploying_the_same_version_again_sends_no_write(server, api):
@@ -294,6 +295,78 @@ def test_bad_arguments_fail_before_any_request(server, api, kwargs, words):
         executor.run_deploy(api_client=api, **args)
     assert all(w in str(e.value) for w in words)
     assert server.calls == []
+
+
+# --- protocol and deployment mode ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol, mode, runtime", [
+    ("rest", "", "prodml-predictor"),
+    ("grpc", "", "prodml-predictor-grpc"),
+    ("rest", "Serverless", "prodml-predictor"),
+    ("grpc", "Serverless", "prodml-predictor-grpc"),
+    ("grpc", "Knative", "prodml-predictor-grpc"),
+    ("grpc", "RawDeployment", "prodml-predictor-raw"),
+    ("rest", "Standard", "prodml-predictor-raw"),
+])
+def test_protocol_and_mode_choose_the_serving_runtime(server, api, protocol, mode, runtime):
+    result = deploy(api, protocol=protocol, deployment_mode=mode)
+    [post] = server.writes()
+    assert post["body"]["spec"]["predictor"]["model"]["runtime"] == runtime
+    annotations = post["body"]["metadata"]["annotations"]
+    assert annotations.get("serving.kserve.io/deploymentMode") == (mode or None)
+    assert (result["serving_runtime"], result["protocol"], result["deployment_mode"]) == \
+        (runtime, protocol, mode or "cluster default")
+
+
+def test_grpc_in_serverless_gives_the_custom_container_one_h2c_port(server, api):
+    deploy(api, image="ghcr.io/prodml/prodml-serving-python3.11:0.1.0", protocol="grpc", deployment_mode="Serverless")
+    [post] = server.writes()
+    [container] = post["body"]["spec"]["predictor"]["containers"]
+    assert container["ports"] == [{"name": "h2c", "containerPort": 8081, "protocol": "TCP"}]
+    assert container["readinessProbe"] == {"tcpSocket": {"port": 8081}}
+
+
+def test_switching_protocol_patches_the_runtime(server, api):
+    deploy(api, protocol="rest", deployment_mode="Serverless")
+    result = deploy(api, protocol="grpc", deployment_mode="Serverless")
+    assert result["action"] == "patched"
+    patch = server.writes()[-1]
+    assert patch["method"] == "PATCH"
+    assert server.objects["chicago-taxi"]["spec"]["predictor"]["model"]["runtime"] == "prodml-predictor-grpc"
+    assert deploy(api, protocol="grpc", deployment_mode="Serverless")["action"] == "unchanged"
+
+
+@pytest.mark.parametrize("created, wanted", [("Serverless", "RawDeployment"), ("Standard", "Knative")])
+def test_a_service_is_not_moved_to_another_mode(server, api, created, wanted):
+    deploy(api, deployment_mode=created)
+    before = len(server.writes())
+    with pytest.raises(ConfigError) as e:
+        deploy(api, version=2, deployment_mode=wanted)
+    assert f"runs in {created} mode, not {wanted}" in str(e.value)
+    assert len(server.writes()) == before
+    # The same mode under its other name (KServe 0.16 renamed them) is not a move.
+    other_name = {"Serverless": "Knative", "Standard": "RawDeployment"}[created]
+    assert deploy(api, version=2, deployment_mode=other_name)["action"] == "patched"
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"protocol": "http"}, ["protocol 'http'", "rest", "grpc"]),
+    ({"deployment_mode": "raw"}, ["deployment_mode 'raw'", "RawDeployment", "Standard"]),
+    ({"deployment_mode": "RawDeployment", "canary_traffic_percent": 10},
+     ["canary_traffic_percent 10", "Serverless", "RawDeployment"]),
+    ({"protocol": "grpc", "runtime": "tensorflow"}, ["tensorflow", "REST only"]),
+])
+def test_a_protocol_or_mode_that_cannot_be_served_fails_before_any_request(server, api, kwargs, words):
+    with pytest.raises(ConfigError) as e:
+        deploy(api, **kwargs)
+    assert all(w in str(e.value) for w in words), str(e.value)
+    assert server.calls == []
+
+
+def test_deploy_pushed_refuses_a_bad_mode_even_with_nothing_to_deploy(tmp_path):
+    with pytest.raises(ConfigError, match="deployment_mode 'serverles'"):
+        executor.deploy_pushed({"pushed": False}, "", deployment_mode="serverles")
 
 
 # --- credentials ---------------------------------------------------------------------------------

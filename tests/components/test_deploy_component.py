@@ -130,13 +130,13 @@ def pushed(tmp_path):
     return model
 
 
-def _run(tmp_path, pushed_model, connection):
+def _run(tmp_path, pushed_model, connection, **parameters):
     (tmp_path / "deploy").mkdir()
     deployment = Artifact(name="deployment", uri=str(tmp_path / "deploy" / "deployment"))
     card = Markdown(name="deployment_card", uri=str(tmp_path / "deploy" / "deployment_card"))
     deploy.python_func(pushed_model=pushed_model, deployment=deployment, deployment_card=card,
                        namespace=NS, timeout_seconds=5, metadata_connection=connection,
-                       pipeline_name=PIPELINE, run_id=RUN_ID)
+                       pipeline_name=PIPELINE, run_id=RUN_ID, **parameters)
     with open(card.path, encoding="utf-8") as f:
         return deployment, f.read()
 
@@ -173,10 +173,12 @@ def test_deploys_to_the_cluster_and_records_lineage(tmp_path, api_server, kubeco
     assert {r["authorization"] for r in api_server.requests} == {f"Bearer {TOKEN}"}
 
     expected = {"namespace": NS, "name": MODEL_NAME, "url": URL, "version": VERSION,
-                "traffic_percent": 100, "action": "created"}
+                "traffic_percent": 100, "action": "created", "protocol": "rest",
+                "deployment_mode": "cluster default", "serving_runtime": "prodml-predictor"}
     assert deployment.metadata == expected
-    assert card == ("# Deployment: created\n\n"
-                    f"- **name**: {MODEL_NAME}\n- **namespace**: {NS}\n- **traffic_percent**: 100\n"
+    assert card == ("# Deployment: created\n\n- **deployment_mode**: cluster default\n"
+                    f"- **name**: {MODEL_NAME}\n- **namespace**: {NS}\n- **protocol**: rest\n"
+                    "- **serving_runtime**: prodml-predictor\n- **traffic_percent**: 100\n"
                     f"- **url**: {URL}\n- **version**: {VERSION}\n")
 
     store = lineage.connect(connection)
@@ -206,6 +208,20 @@ def test_deploys_to_the_cluster_and_records_lineage(tmp_path, api_server, kubeco
     assert [s["component"] for s in steps] == ["deploy", "push"]
     run = store.get_context_by_type_and_name(lineage.RUN_CONTEXT, RUN_ID)
     assert {e.id for e in store.get_executions_by_context(run.id)} == {e.id for e in executions}
+
+
+def test_protocol_and_mode_inputs_choose_the_runtime_and_are_recorded(tmp_path, api_server, kubeconfig, pushed):
+    connection = f"sqlite://{tmp_path / 'm.db'}"
+    deployment, card = _run(tmp_path, pushed, connection, protocol="grpc", deployment_mode="Knative")
+
+    [post] = [r for r in api_server.requests if r["method"] == "POST"]
+    assert post["body"]["spec"]["predictor"]["model"]["runtime"] == "prodml-predictor-grpc"
+    assert post["body"]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    assert deployment.metadata["serving_runtime"] == "prodml-predictor-grpc"
+    assert "- **protocol**: grpc\n" in card
+    [execution] = lineage.connect(connection).get_executions()
+    params = lineage.properties_of(execution)
+    assert (params["protocol"], params["deployment_mode"]) == ("grpc", "Knative")
 
 
 def test_deploy_without_an_earlier_push_record_records_the_model_itself(tmp_path, api_server, kubeconfig,

@@ -15,8 +15,8 @@ import pytest
 from sklearn import metrics as skm
 
 from prodml.components.common import dataio, keys, registry
+from prodml.components.common import metrics as m
 from prodml.components.common.errors import ConfigError, InputDataError
-from prodml.components.evaluate import metrics as m
 from prodml.components.evaluate import slices
 from prodml.components.evaluate.executor import run_evaluate
 

@@ -12,11 +12,10 @@ import hashlib
 import json
 import pathlib
 import shutil
-import uuid
 
+import image_support
 import pytest
-import yaml
-from image_support import REPO, image, podman, require_image
+from image_support import REPO, image, require_image
 
 pytestmark = pytest.mark.images
 # kfp.local builds the executor input (make test-images runs this file with .venv/runtime).
@@ -28,37 +27,12 @@ LABEL = "big_tipper"
 
 
 def compiled_component():
-    """(PipelineSpec, component name, ComponentSpec, container spec) of the published component."""
-    from google.protobuf import json_format
-    from kfp.local import utils
-    from kfp.pipeline_spec import pipeline_spec_pb2
-
-    spec = json_format.ParseDict(yaml.safe_load(COMPONENT_YAML.read_text()), pipeline_spec_pb2.PipelineSpec())
-    [(component_name, component_spec)] = spec.components.items()
-    executor = utils.struct_to_executor_spec(spec.deployment_spec["executors"][component_spec.executor_label])
-    return spec, component_name, component_spec, executor.container
+    return image_support.compiled_component(COMPONENT_YAML)
 
 
 def run_in_image(tag: str, pipeline_root: pathlib.Path, arguments: dict):
     """Runs the component's resolved command in ``tag``; returns (podman result, task folder)."""
-    from kfp.local import executor_input_utils, placeholder_utils
-
-    spec, component_name, component_spec, container = compiled_component()
-    pipeline_resource_name = executor_input_utils.get_local_pipeline_resource_name(spec.pipeline_info.name)
-    task_resource_name = executor_input_utils.get_local_task_resource_name(component_name)
-    task_root = executor_input_utils.construct_local_task_root(str(pipeline_root), pipeline_resource_name,
-                                                               task_resource_name)
-    executor_input = executor_input_utils.construct_executor_input(component_spec, arguments, task_root,
-                                                                   block_input_artifact=True)
-    command = placeholder_utils.replace_placeholders(
-        full_command=list(container.command) + list(container.args),
-        executor_input_dict=executor_input_utils.executor_input_to_dict(executor_input, component_spec),
-        pipeline_resource_name=pipeline_resource_name, task_resource_name=task_resource_name,
-        pipeline_root=str(pipeline_root), unique_pipeline_id=placeholder_utils.make_random_id())
-    name = f"prodml-runtime-test-{uuid.uuid4().hex[:8]}"
-    done = podman("run", "--rm", "--name", name, "--volume", f"{pipeline_root}:{pipeline_root}",
-                  "--entrypoint", command[0], tag, *command[1:], check=False, timeout=900)
-    return done, pathlib.Path(task_root)
+    return image_support.run_component_in_image(tag, COMPONENT_YAML, pipeline_root, arguments)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
-"""The serving image, started exactly as manifests/kserve/servingruntime-prodml.yaml starts it, answers.
+"""The serving image, started exactly as each prodml ServingRuntime starts it, answers.
 
-Runs in the serving environment (``make test-images``). The container's args, env, ports, resource
-limits and security context are read from the ServingRuntime and translated to ``podman run``; a field
-this test cannot translate fails it, so the manifest cannot grow a setting the test silently skips.
+Runs in the serving environment (``make test-images``), once per runtime in manifests/kserve/
+(servingruntime-prodml*.yaml: REST, gRPC for Serverless, both for RawDeployment). The container's args,
+env, ports, resource limits and security context are read from the ServingRuntime and translated to
+``podman run``; a field this test cannot translate fails it, so the manifest cannot grow a setting the
+test silently skips. Only the declared ports are published, as Knative and KServe publish them, so a
+protocol answers from the host exactly when its runtime declares its port.
 A model trained by the runtime environment and published to a registry is mounted read-only at the
 path the args name (KServe's /mnt/models). Requests go from the host over V1 REST, V2 REST and V2 gRPC,
 rows with missing values included, and must return the SavedModel's own predictions.
@@ -27,7 +30,7 @@ pytestmark = pytest.mark.images
 pytest.importorskip("kserve", reason="runs in the serving environment (.venv/serving)")
 import httpx  # noqa: E402 - after the importorskip above
 
-SERVING_RUNTIME = REPO / "manifests" / "kserve" / "servingruntime-prodml.yaml"
+SERVING_RUNTIMES = sorted((REPO / "manifests" / "kserve").glob("servingruntime-prodml*.yaml"))
 BUILD_MODEL = REPO / "tests" / "serving" / "build_model.py"
 TAXI_SMALL = REPO / "tests" / "testdata" / "taxi_small.csv"
 # The InferenceService name KServe puts in place of {{.Name}}: push names it after the model.
@@ -49,14 +52,14 @@ def kubernetes_memory(quantity: str) -> str:
     for suffix, unit in units.items():
         if quantity.endswith(suffix):
             return quantity[: -len(suffix)] + unit
-    pytest.fail(f"memory limit {quantity!r} in {SERVING_RUNTIME.name}: this test knows {', '.join(units)} only")
+    pytest.fail(f"memory limit {quantity!r} in a ServingRuntime: this test knows {', '.join(units)} only")
 
 
 def podman_run_options(container: dict, model_dir: pathlib.Path, host_ports: Dict[int, int]) -> List[str]:
     """``podman run`` options for the ServingRuntime's container (everything but the image and args)."""
     known = {"name", "image", "args", "env", "ports", "resources", "securityContext"}
     unknown = set(container) - known
-    assert not unknown, (f"{SERVING_RUNTIME.name} sets {sorted(unknown)} on its container, which this test does "
+    assert not unknown, (f"The ServingRuntime sets {sorted(unknown)} on its container, which this test does "
                          "not translate to podman yet: add it here so the image is run as the manifest says.")
     options = []
     for env in container.get("env", []):
@@ -82,11 +85,17 @@ def podman_run_options(container: dict, model_dir: pathlib.Path, host_ports: Dic
     return options + ["--volume", f"{model_dir}:{KSERVE_MODEL_MOUNT}:ro"]
 
 
-@pytest.fixture(scope="module")
-def runtime_container() -> dict:
-    [runtime] = [d for d in yaml.safe_load_all(SERVING_RUNTIME.read_text()) if d]
+@pytest.fixture(scope="module", params=SERVING_RUNTIMES, ids=lambda path: path.stem)
+def runtime_container(request) -> dict:
+    [runtime] = [d for d in yaml.safe_load_all(request.param.read_text()) if d]
     [container] = runtime["spec"]["containers"]
     return container
+
+
+def declares(container: dict, flag_name: str) -> bool:
+    """True when the port the args give to ``flag_name`` is a declared (published) container port."""
+    port = int(flag(container["args"], flag_name))
+    return port in {p["containerPort"] for p in container["ports"]}
 
 
 @pytest.fixture(scope="module")
@@ -126,23 +135,44 @@ def served(serving_image, runtime_container, model_dir):
     podman("run", "--detach", "--name", name, *podman_run_options(runtime_container, model_dir, host_ports),
            serving_image, *args)
     try:
-        url = f"http://127.0.0.1:{host_ports[int(flag(args, '--http_port'))]}"
-        grpc_port = int(flag(args, "--grpc_port"))
+        http_port, grpc_port = int(flag(args, "--http_port")), int(flag(args, "--grpc_port"))
+        url = f"http://127.0.0.1:{host_ports[http_port]}" if http_port in host_ports else None
         grpc_target = f"127.0.0.1:{host_ports[grpc_port]}" if grpc_port in host_ports else None
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while True:
             state = json.loads(podman("inspect", "--format", "{{json .State}}", name).stdout)
             assert state["Running"], f"the serving container exited ({state['ExitCode']}):\n{logs(name)}"
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+            if ready(name, url, grpc_target):
+                break
             assert time.monotonic() < deadline, f"not ready after {READY_TIMEOUT_SECONDS} s:\n{logs(name)}"
             time.sleep(1.0)
         yield url, grpc_target, name
     finally:
         remove([name])
+
+
+def ready(name: str, url, grpc_target) -> bool:
+    """Ready through a published port: REST's /v2/health/ready, else gRPC's ServerReady."""
+    if url:
+        try:
+            return httpx.get(f"{url}/v2/health/ready", timeout=2.0).status_code == 200
+        except httpx.TransportError:
+            return False
+    import asyncio
+
+    from kserve import InferenceGRPCClient
+
+    async def call():
+        client = InferenceGRPCClient(grpc_target, timeout=2)
+        try:
+            return await client.is_server_ready()
+        finally:
+            await client.close()
+
+    try:
+        return bool(asyncio.run(call()))
+    except Exception:  # noqa: BLE001 - any failure to answer yet means not ready
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +227,17 @@ def test_image_user_passes_run_as_non_root(serving_image, runtime_container, ser
     assert podman("exec", name, "id", "-u").stdout.strip() == user.split(":")[0]
 
 
-def test_v1_rest_answers_with_the_models_predictions(served, rows, expected):
+def test_only_the_declared_ports_are_published(runtime_container, served):
+    """What the host can reach is what the manifest declares (podman publishes nothing else)."""
+    _, _, name = served
+    published = podman("port", name).stdout
+    container_ports = {int(line.split("/")[0]) for line in published.splitlines() if line.strip()}
+    assert container_ports == {p["containerPort"] for p in runtime_container["ports"]}, published
+
+
+def test_v1_rest_answers_with_the_models_predictions(runtime_container, served, rows, expected):
+    if not declares(runtime_container, "--http_port"):
+        pytest.skip("this runtime publishes gRPC only (Knative: one port)")
     url, _, _ = served
     reply = httpx.post(f"{url}/v1/models/{MODEL_NAME}:predict", json={"instances": rows}, timeout=60)
     assert reply.status_code == 200, reply.text
@@ -205,7 +245,9 @@ def test_v1_rest_answers_with_the_models_predictions(served, rows, expected):
     np.testing.assert_allclose(reply.json()["predictions"], expected, **TOLERANCE)
 
 
-def test_v2_rest_answers_with_the_models_predictions(served, rows, expected, feature_kinds):
+def test_v2_rest_answers_with_the_models_predictions(runtime_container, served, rows, expected, feature_kinds):
+    if not declares(runtime_container, "--http_port"):
+        pytest.skip("this runtime publishes gRPC only (Knative: one port)")
     url, _, _ = served
     inputs = [{"name": name, "datatype": V2_DATATYPES[kind], "shape": [len(rows)],
                "data": [row[name] for row in rows]} for name, kind in feature_kinds.items()]
@@ -217,21 +259,23 @@ def test_v2_rest_answers_with_the_models_predictions(served, rows, expected, fea
     np.testing.assert_allclose(body["outputs"][0]["data"], expected, **TOLERANCE)
 
 
-def test_grpc_port_is_declared(runtime_container):
-    """The gRPC port the args open is a declared container port, so KServe can route to it."""
+def test_grpc_port_is_named_for_the_mode(runtime_container):
+    """A declared gRPC port is h2c when it is the only one (Knative), grpc-port beside REST (RawDeployment)."""
     declared = {port["containerPort"]: port.get("name") for port in runtime_container["ports"]}
     grpc_port = int(flag(runtime_container["args"], "--grpc_port"))
-    assert declared.get(grpc_port) == "h2c", declared
+    if grpc_port in declared:
+        assert declared[grpc_port] == ("h2c" if len(declared) == 1 else "grpc-port"), declared
 
 
-def test_v2_grpc_answers_with_the_models_predictions(served, rows, expected, feature_kinds):
+def test_v2_grpc_answers_with_the_models_predictions(runtime_container, served, rows, expected, feature_kinds):
+    if not declares(runtime_container, "--grpc_port"):
+        pytest.skip("this runtime publishes REST only (Knative: one port)")
     import asyncio
 
     from kserve import InferenceGRPCClient
     from kserve.protocol.infer_type import InferInput, InferRequest
 
     _, grpc_target, _ = served
-    assert grpc_target, "the ServingRuntime does not declare the gRPC port"
     infer_inputs = []
     for name, column in columns(rows, feature_kinds).items():
         infer_input = InferInput(name, [len(rows)], V2_DATATYPES[feature_kinds[name]])

@@ -27,6 +27,7 @@ else:
         EPOCHS,
         HERE,
         MODEL_NAME,
+        PASSTHROUGH,
         TAXI_SMALL,
         parse_value,
         publish,
@@ -94,8 +95,9 @@ def rows(feature_kinds) -> List[dict]:
 
 @pytest.fixture(scope="session")
 def server(registry, tmp_path_factory):
-    """The shared server: version 1, request log to a file, 1 MB request limit."""
-    srv = start_server(registry, tmp_path_factory.mktemp("server"), "--max_request_bytes", "1000000")
+    """The shared server: version 1, request log to a file with two pass-through keys, 1 MB request limit."""
+    srv = start_server(registry, tmp_path_factory.mktemp("server"), "--max_request_bytes", "1000000",
+                       "--log_passthrough", ",".join(PASSTHROUGH))
     try:
         srv.wait_ready()
         yield srv

@@ -20,6 +20,8 @@ HERE = pathlib.Path(__file__).parent
 REPO = HERE.parent.parent
 TAXI_SMALL = REPO / "tests" / "testdata" / "taxi_small.csv"
 MODEL_NAME = "chicago-taxi"
+# The shared server's --log_passthrough keys (request fields that are not features).
+PASSTHROUGH = ("trip_id", "order_ref")
 EPOCHS = 2
 
 

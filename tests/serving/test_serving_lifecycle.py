@@ -138,7 +138,7 @@ def test_cloudevents_sink_gets_kserve_logger_events(polling_server, sink, rows):
         responses = {h["ce-id"]: body for h, body in events
                      if h["ce-type"] == "org.kubeflow.serving.inference.response"}
         ours = [key for key, (_, body) in requests.items() if key in responses
-                and any(instance["fare"] == 7777.25 for instance in body["instances"])]
+                and any(instance["features"]["fare"] == 7777.25 for instance in body["instances"])]
         if ours:
             break
         time.sleep(0.1)
@@ -147,9 +147,14 @@ def test_cloudevents_sink_gets_kserve_logger_events(polling_server, sink, rows):
     response = responses[ours[-1]]
     assert headers["ce-specversion"] == "1.0" and headers["content-type"] == "application/json"
     assert headers["ce-source"] and headers["ce-time"]
-    assert len(body["instances"]) == len(response["predictions"])
-    assert sum(instance["fare"] == 7777.25 for instance in body["instances"]) == 3
-    assert set(body["instances"][0]) == set(rows[0])
+    assert len(body["instances"]) == len(response["predictions"]) == len(response["request_ids"])
+    assert sum(instance["features"]["fare"] == 7777.25 for instance in body["instances"]) == 3
+    # Each instance is a request-log record (request_log.py); ce-id is the first request's id.
+    assert set(body["instances"][0]["features"]) == set(rows[0])
+    assert headers["ce-id"] == body["instances"][0]["request_id"] == response["request_ids"][0]
+    ours = [instance for instance in body["instances"] if instance["features"]["fare"] == 7777.25]
+    assert [instance["row"] for instance in ours] == [0, 1, 2]
+    assert ours[0]["request_id"] == reply.headers["x-request-id"]
     assert response["model_version"] in ("1", "2")
 
 

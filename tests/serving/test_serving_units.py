@@ -175,13 +175,17 @@ def test_concurrent_requests_share_one_call_and_get_their_own_rows():
 
     async def scenario():
         batcher = MicroBatcher(max_batch_size=64, max_wait_ms=50,
-                               on_batch=lambda v, c, p, n: observed.append((len(p), n)))
-        return await asyncio.gather(*[batcher.submit(version, _columns([i, i + 0.5]), 2) for i in range(10)])
+                               on_batch=lambda v, c, p, r: observed.append((p.tolist(), r)))
+        return await asyncio.gather(*[batcher.submit(version, _columns([i, i + 0.5]), 2, tag=f"request {i}")
+                                      for i in range(10)])
 
     results = asyncio.run(scenario())
     assert [r.predictions.tolist() for r in results] == [[i, i + 0.5] for i in range(10)]
     assert len(version.calls) < 10 and sum(n for n, _ in version.calls) == 20
-    assert sum(rows for rows, _ in observed) == 20 and sum(n for _, n in observed) == 10
+    # The observer gets each request's tag with its rows, in the order of the batch's predictions.
+    assert sorted(tag for _, requests in observed for tag, _ in requests) == sorted(f"request {i}" for i in range(10))
+    for predictions, requests in observed:
+        assert [int(p) for p in predictions[::2]] == [int(tag.split()[1]) for tag, rows in requests if rows == 2]
 
 
 def test_batches_respect_max_size_and_never_mix_versions():
@@ -205,7 +209,7 @@ def test_large_request_is_predicted_off_the_loop_in_chunks():
 
     async def scenario():
         batcher = MicroBatcher(max_batch_size=8, offload_rows=100,
-                               on_batch=lambda v, c, p, n: observed.append(len(p)))
+                               on_batch=lambda v, c, p, r: observed.append(len(p)))
         ticks = 0
 
         async def ticker():  # the loop keeps running while the big request is predicted
@@ -371,14 +375,14 @@ def test_log_file_rotates_by_size_keeping_backups(tmp_path):
 
 def test_request_logger_rotates_its_json_lines(tmp_path):
     path = tmp_path / "log" / "requests.jsonl"
-    logger = RequestLogger(str(path), "taxi", flush_seconds=0.01, max_bytes=600, backup_count=3)
+    logger = RequestLogger(str(path), "taxi", flush_seconds=0.01, max_bytes=900, backup_count=3)
     for i in range(6):
         logger.log_batch(1, {"fare": np.array([i, i], np.float32)}, np.array([0.5, 0.25], np.float32))
         threading.Event().wait(0.05)
     logger.close()
     records = [json.loads(line) for p in sorted(path.parent.iterdir()) for line in p.read_text().splitlines()]
     assert len(records) == 12 and {r["model_name"] for r in records} == {"taxi"}
-    assert len(list(path.parent.iterdir())) == 3  # two batches (some 520 bytes) per file
+    assert len(list(path.parent.iterdir())) == 3  # two batches (some 810 bytes) per file
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in path.parent.iterdir())
 
 

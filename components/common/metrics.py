@@ -1,4 +1,4 @@
-"""Evaluation metrics of one set of predictions, computed with scikit-learn.
+"""Evaluation metrics of one set of predictions, computed with scikit-learn (evaluate, monitor).
 
 Labels are encoded as in the model contract: a class index for classification, a number for
 regression. Predictions are the ``predictions`` output of the serving signatures: P(classes[1])
