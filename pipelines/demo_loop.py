@@ -239,10 +239,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     background = None
     try:
         wait_ready(server, url, name)
-        import json
+        from prodml.components.common import artifacts
+        from prodml.components.common import registry as model_registry
 
-        with open(os.path.join(registry, name, "1", "prodml_model.json"), encoding="utf-8") as f:
-            kinds = json.load(f)["raw_features"]
+        kinds = artifacts.ModelInfo.read(model_registry.version_uri(registry, name, 1)).raw_features
         client = httpx.Client()
         before, after = early["fare"].mean(), traffic["fare"].mean()
         _say(f"3. July-December: fares up {FARE_RISE - 1:.0%} plus ${SURCHARGE:.0f} (mean ${before:.2f} -> "
