@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Dict, List, Optional, Set, Tuple
 
+from prodml.serving.demo import wait_ready
+
 FARE_RISE, SURCHARGE = 1.5, 2.0
 LABEL = "big_tipper"
 JOIN_KEY = "trip_id"
@@ -178,22 +180,6 @@ def start_server(python: str, registry: str, model_name: str, log: str, stderr_p
             stdout=err, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def wait_ready(proc: subprocess.Popen, url: str, model_name: str, timeout: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"The server exited with {proc.returncode}.")
-        try:
-            if httpx.get(f"{url}/v2/models/{model_name}/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"The server was not ready after {timeout:.0f}s.")
-
-
 def _say(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m", flush=True)
 
@@ -238,7 +224,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           grpc_port)
     background = None
     try:
-        wait_ready(server, url, name)
+        wait_ready(url, name, server)
         from prodml.components.common import artifacts
         from prodml.components.common import registry as model_registry
 
