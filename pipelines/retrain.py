@@ -28,8 +28,6 @@ import time
 import uuid
 from typing import Any, Dict, Iterable, List, Mapping, Optional, TextIO, Tuple
 
-import numpy as np
-
 from prodml.components.common import artifacts, defaults, keys, lineage, registry
 from prodml.components.common.errors import ConfigError, InputDataError, RegistryError
 from prodml.components.common.logs import get_logger
@@ -159,12 +157,9 @@ def write_labelled_traffic(out: PreparedCsv, traffic_uri: str, labels_uri: str, 
     for chunk in traffic.read(files, model, defaults.MONITOR_CHUNK_ROWS, counts, defaults.MONITOR_MALFORMED_NAMED,
                               join_key=labels.join_key):
         keep = chunk.model_names == served.model_name
-        if chunk.times is not None and (start is not None or end is not None):
-            keep &= ~np.isnat(chunk.times)
-            if start is not None:
-                keep &= chunk.times >= start
-            if end is not None:
-                keep &= chunk.times < end
+        inside = chunk.in_window(start, end) if start is not None or end is not None else None
+        if inside is not None:
+            keep &= inside
         chunk = chunk.take(keep)
         if not chunk.rows:
             continue

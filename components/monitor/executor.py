@@ -221,14 +221,10 @@ def _select(chunk: traffic.Chunk, model_name: str, version: int, start, end, sca
             scan.other_versions[f"{name or model_name} v{v}" if v >= 0 else f"{name} (no version)"] += 1
     keep = ~other
     if (start is not None or end is not None):
-        if chunk.times is None:
+        inside = chunk.in_window(start, end)
+        if inside is None:
             scan.no_timestamps = True
         else:
-            inside = ~np.isnat(chunk.times)
-            if start is not None:
-                inside &= chunk.times >= start
-            if end is not None:
-                inside &= chunk.times < end
             scan.outside_window += int((keep & ~inside).sum())
             keep &= inside
     return chunk if keep.all() else chunk.take(keep)

@@ -70,6 +70,17 @@ class Chunk:
     def rows(self) -> int:
         return len(self.versions)
 
+    def in_window(self, start: Optional[np.datetime64], end: Optional[np.datetime64]) -> Optional[np.ndarray]:
+        """Which rows were logged in [start, end) (UTC; either bound may be None); None when rows have no time."""
+        if self.times is None:
+            return None
+        inside = ~np.isnat(self.times)
+        if start is not None:
+            inside &= self.times >= start
+        if end is not None:
+            inside &= self.times < end
+        return inside
+
     def take(self, mask: np.ndarray) -> "Chunk":
         """The rows where ``mask`` is true."""
         where = pa.array(mask)
