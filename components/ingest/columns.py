@@ -88,11 +88,14 @@ class ColumnProfile:
     first_text: Optional[_Cell] = None  # the first present value that is not a number
     first_out_of_range: Optional[_Cell] = None  # the first number that is not a finite float32
     out_of_range: int = 0
+    # The last observed chunk's present cells as numbers (index kept), for ``to_arrow``.
+    parsed: Optional[pd.Series] = dataclasses.field(default=None, repr=False, compare=False)
 
     def observe(self, values: pd.Series, where: Callable[[int], str]) -> None:
         """Counts one chunk of raw strings (NaN where missing); ``where(i)`` names row ``i``."""
         present = values.notna().to_numpy()
         n_present = int(present.sum())
+        self.parsed = None
         if not n_present:
             return
         self.present += n_present
@@ -114,15 +117,20 @@ class ColumnProfile:
             return
         if numbers.dtype.kind == "i":
             self.integers += n_numbers
+            self.parsed = numbers
             return
         number_strings = raw[is_number]
-        integer = number_strings.str.fullmatch(_INT_LITERAL).to_numpy(dtype=bool)
-        for i in np.flatnonzero(integer & (number_strings.str.len().to_numpy() > _INT64_DIGITS)):
-            integer[i] = _fits_int64(number_strings.iloc[i])
-        self.integers += int(integer.sum())
+        if self.integers == self.present - n_present:
+            integer = number_strings.str.fullmatch(_INT_LITERAL).to_numpy(dtype=bool)
+            for i in np.flatnonzero(integer & (number_strings.str.len().to_numpy() > _INT64_DIGITS)):
+                integer[i] = _fits_int64(number_strings.iloc[i])
+            self.integers += int(integer.sum())
+        # Otherwise an earlier value already made the column FLOAT or BYTES: the per-cell integer
+        # test (the costliest part of a FLOAT column) can no longer change its kind.
         floats = numbers[is_number].to_numpy(dtype=np.float64)
+        self.parsed = numbers
+        # An integer literal that fits int64 is below float32's maximum: only non-integers can be bad.
         bad = ~np.isfinite(floats) | (np.abs(floats) > FLOAT32_MAX)
-        bad &= ~integer  # a huge integer literal is a FLOAT column's problem only if beyond float32
         if bad.any():
             self.out_of_range += int(bad.sum())
             if self.first_out_of_range is None:
@@ -181,11 +189,12 @@ def _fits_int64(literal: str) -> bool:
         return False
 
 
-def to_arrow(values: pd.Series, kind: Optional[str]):
+def to_arrow(values: pd.Series, kind: Optional[str], parsed: Optional[pd.Series] = None):
     """The column as a flat nullable Arrow array of its kind (int64, float32 or binary).
 
     ``kind`` was decided by :class:`ColumnProfile` over every row, so every present value fits
-    it; None (a column without any value so far) gives an all-null array.
+    it; None (a column without any value so far) gives an all-null array. ``parsed`` is
+    ``ColumnProfile.parsed`` for these same values, which saves parsing them again.
     """
     import pyarrow as pa
 
@@ -193,14 +202,17 @@ def to_arrow(values: pd.Series, kind: Optional[str]):
         return pa.array(values.to_numpy(), type=pa.binary(), from_pandas=True)
     missing = values.isna().to_numpy()
     present = values[~missing]
+    if parsed is not None and len(parsed) != len(present):
+        parsed = None
     if kind == keys.FLOAT:
         numbers = np.zeros(len(values), dtype=np.float32)
         with np.errstate(over="ignore"):  # beyond float32: the profile rejects the column anyway
-            numbers[~missing] = pd.to_numeric(present, errors="coerce").to_numpy(dtype=np.float64)
+            numbers[~missing] = (pd.to_numeric(present, errors="coerce") if parsed is None
+                                 else parsed).to_numpy(dtype=np.float64)
         return pa.array(numbers, mask=missing)
     numbers = np.zeros(len(values), dtype=np.int64)
     if len(present):
-        parsed = pd.to_numeric(present)
+        parsed = pd.to_numeric(present) if parsed is None else parsed
         if parsed.dtype.kind != "i":  # an integer literal beside a decimal one in the same chunk
             parsed = pd.Series([int(v) for v in present], dtype=np.int64)
         numbers[~missing] = parsed.to_numpy(dtype=np.int64)

@@ -80,7 +80,7 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
                     attempt.abort()
                     attempt = None
                 if attempt is not None:
-                    attempt.write(chunk)
+                    attempt.write(chunk, {name: profile.parsed for name, profile in profiles.items()})
             kinds = {name: profile.kind(markers) for name, profile in profiles.items()}
             if attempt is None:
                 attempt = _rewrite(files, chunk_rows, markers, fingerprint, data_uri,
@@ -132,14 +132,16 @@ class _Attempt:
                 return False
         return True
 
-    def write(self, chunk: sources.Chunk) -> None:
+    def write(self, chunk: sources.Chunk, parsed: Optional[Dict[str, object]] = None) -> None:
+        """Writes the chunk's rows; ``parsed`` holds the numbers the profiles just read from it."""
         frame = chunk.frame
+        parsed = parsed or {}
         if self._tracker is None:
             # A label without a kind yet has no value: the tracker names the first empty cell.
             self._tracker = labels.LabelTracker(self._label, self.kinds[self._label] or keys.BYTES,
                                                 self._source)
         self._tracker.update(frame[self._label], chunk.where)
-        arrays = {name: columns.to_arrow(frame[name], kind) for name, kind in self.kinds.items()
+        arrays = {name: columns.to_arrow(frame[name], kind, parsed.get(name)) for name, kind in self.kinds.items()
                   if kind is not None}
         records = splits.encode(arrays)
         if self._split_column:

@@ -471,3 +471,37 @@ def test_corrupt_gzip_is_one_paragraph_naming_the_file(tmp_path, damage):
     assert message.endswith("it is truncated or corrupt, and no row of it was used. Download or compress it "
                             "again; 'gzip -t FILE' checks a .gz file.")
     assert not list((tmp_path / "out").glob("Split-*/*"))
+
+
+def test_numbers_parsed_by_the_profile_give_the_same_arrays_as_parsing_again():
+    import numpy as np
+    import pandas as pd
+
+    from prodml.components.ingest import columns
+
+    cells = {"ints": ["1", None, "-3", " +4 "], "floats": ["1.5", "2", None, "1e-3"]}
+    for name, values in cells.items():
+        series = pd.Series(values, dtype=object)
+        profile = columns.ColumnProfile(name)
+        profile.observe(series, str)
+        kind = profile.provisional_kind()
+        reused = columns.to_arrow(series, kind, profile.parsed)
+        again = columns.to_arrow(series, kind)
+        assert reused.equals(again), name
+        assert reused.null_count == 1
+    assert np.isclose(reused.to_pylist()[3], 1e-3)
+
+
+def test_a_float_column_stays_float_when_later_chunks_hold_only_integers():
+    import pandas as pd
+
+    from prodml.components.ingest import columns
+
+    profile = columns.ColumnProfile("x")
+    profile.observe(pd.Series(["1.5", "2"], dtype=object), str)
+    profile.observe(pd.Series(["3", "4"], dtype=object), str)  # skips the integer test: already FLOAT
+    assert profile.provisional_kind() == keys.FLOAT
+    ints = columns.ColumnProfile("y")
+    ints.observe(pd.Series(["3", "4"], dtype=object), str)
+    ints.observe(pd.Series(["5", None], dtype=object), str)
+    assert ints.provisional_kind() == keys.INT
