@@ -14,7 +14,12 @@ from prodml.components.common.logs import get_logger
 log = get_logger(__name__)
 
 BUCKETS = 10_000
-ROWS_PER_SHARD = 1_000_000
+# zlib level 3 writes taxi examples 2x faster than the default 6 for 13 % more bytes, and writing
+# was a sixth of ingest.
+COMPRESSION_LEVEL = 3
+# Several shards per big split, so that Beam (transform, validate) and tf.data read them in parallel:
+# a gzip file is read by one worker from start to end.
+ROWS_PER_SHARD = 250_000
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
@@ -107,7 +112,7 @@ class SplitWriter:
         import tensorflow as tf
 
         self._tf = tf
-        self._options = tf.io.TFRecordOptions(compression_type="GZIP")
+        self._options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=COMPRESSION_LEVEL)
         self._dirs = {s: dataio.split_dir(output_dir, s) for s in splits}
         self._rows_per_shard = ROWS_PER_SHARD
         self._tag = uuid.uuid4().hex[:8]
