@@ -1,10 +1,11 @@
 """Monitor: what the served model sees, compared with what it was trained and evaluated on.
 
 One pass over a window of served traffic (``traffic.py``: request logs, CloudEvents files or batch
-predictions, streamed in Arrow chunks) feeds TFDV's statistics generators (``serving_stats.py``),
-the PSI and range counters, the label join (``quality.py``) and the user's business metrics
-(``business.py``). Then, against the served version's training statistics, schema and evaluation
-(found through the registry and ML Metadata, ``reference.py``):
+predictions, streamed in Arrow chunks) feeds TFDV's statistics generators
+(``common/tfdv_accumulator.py``), the PSI and range counters (``serving_stats.py``), the label join
+(``quality.py``) and the user's business metrics (``business.py``). Then, against the served
+version's training statistics, schema and evaluation (found through the registry and ML Metadata,
+``reference.py``):
 
 - drift of every raw feature (``drift.py``: TFDV's Jensen-Shannon / L-infinity, and PSI);
 - training-serving skew (``skew.py``: missing shares, out-of-range values, new categories, TFDV's
@@ -33,6 +34,7 @@ from prodml.components.common import artifacts, dataio, defaults, keys, lineage
 from prodml.components.common import metrics as m
 from prodml.components.common.errors import ConfigError, InputDataError
 from prodml.components.common.logs import get_logger, step
+from prodml.components.common.tfdv_accumulator import StatsAccumulator, to_record_batch
 from prodml.components.monitor import business as business_module_
 from prodml.components.monitor import decision, drift, predictions, quality, reference, report, skew, traffic
 from prodml.components.monitor import serving_stats as ss
@@ -154,8 +156,8 @@ class _Scan:
         self.outside_window = 0
         self.no_timestamps = False
         self.per_hour: collections.Counter = collections.Counter()
-        self.stats: Optional[ss.StatsAccumulator] = None
-        self.prediction_stats: Optional[ss.StatsAccumulator] = None
+        self.stats: Optional[StatsAccumulator] = None
+        self.prediction_stats: Optional[StatsAccumulator] = None
         self.ranges: Dict[str, ss.RangeCounter] = {}
         self.joiner: Optional[quality.Joiner] = None
         self.eval_predictions: Optional[np.ndarray] = None
@@ -165,7 +167,7 @@ class _Scan:
 def _scan(files, ref: reference.Reference, version: int, start, end, limits, labels, business,
           chunk_rows: int) -> _Scan:
     scan = _Scan()
-    scan.stats, scan.prediction_stats = ss.StatsAccumulator(), ss.StatsAccumulator()
+    scan.stats, scan.prediction_stats = StatsAccumulator(), StatsAccumulator()
     trained = ss.feature_map(ref.training_stats)
     for name, kind in ref.model.raw_features.items():
         feature = trained.get(name)
@@ -203,9 +205,9 @@ def _stream(files, ref: reference.Reference, version: int, start, end, labels, b
         clipped = dict(chunk.features)
         for name, counter in scan.ranges.items():
             clipped[name] = counter.clip(chunk.features[name])
-        scan.stats.add(ss.to_record_batch(clipped))
+        scan.stats.add(to_record_batch(clipped))
         column = predictions.prediction_column(chunk.predictions, problem_type)
-        scan.prediction_stats.add(ss.to_record_batch({predictions.PREDICTION: column}))
+        scan.prediction_stats.add(to_record_batch({predictions.PREDICTION: column}))
         joined = scan.joiner.add(chunk) if scan.joiner is not None else np.full(chunk.rows, np.nan)
         if business is not None:
             business.add(_frame(chunk), chunk.predictions, joined)
@@ -349,8 +351,8 @@ def _prediction_drift(scan: _Scan, problem_type: str) -> Dict[str, Any]:
     import tensorflow_data_validation as tfdv
 
     column = predictions.prediction_column(scan.eval_predictions, problem_type)
-    accumulator = ss.StatsAccumulator()
-    accumulator.add(ss.to_record_batch({predictions.PREDICTION: column}))
+    accumulator = StatsAccumulator()
+    accumulator.add(to_record_batch({predictions.PREDICTION: column}))
     evaluated = accumulator.result("evaluation")
     served = scan.prediction_stats.result("serving")
     kind = keys.BYTES if problem_type == keys.MULTICLASS else keys.FLOAT

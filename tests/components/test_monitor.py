@@ -254,15 +254,17 @@ def test_a_few_served_outliers_do_not_make_an_undrifted_feature_drift(served, tr
     # The same rows unclipped: TFDV's comparator on its equal-width histograms sees these outliers as drift.
     import pyarrow as pa
 
-    stats = ss.StatsAccumulator()
-    stats.add(ss.to_record_batch({"trip_seconds": pa.array([r["trip_seconds"] for r in records], pa.int64())}))
+    from prodml.components.common.tfdv_accumulator import StatsAccumulator, to_record_batch
+
+    stats = StatsAccumulator()
+    stats.add(to_record_batch({"trip_seconds": pa.array([r["trip_seconds"] for r in records], pa.int64())}))
     schema = _schema(served)
     unclipped = drift.tfdv_drift(_training_stats(served), stats.result(), schema, {"trip_seconds": keys.INT})
     assert unclipped["trip_seconds"] > 0.1
     # A schema's numeric domain is still checked against the values as served, not as clipped.
     low, high = _training_range(served, "trip_seconds")
-    counter, clipped = ss.RangeCounter(low, high), ss.StatsAccumulator()
-    clipped.add(ss.to_record_batch({"trip_seconds": counter.clip(
+    counter, clipped = ss.RangeCounter(low, high), StatsAccumulator()
+    clipped.add(to_record_batch({"trip_seconds": counter.clip(
         pa.array([r["trip_seconds"] for r in records], pa.int64()))}))
     bounded = _schema(served)
     next(f for f in bounded.feature if f.name == "trip_seconds").int_domain.max = int(high)
