@@ -10,7 +10,7 @@ SERVING := .venv/serving
 PRODML_HOME ?= $(CURDIR)/.prodml-demo
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: setup demo demo-loop test test-unit test-runtime test-serving test-images images lint compile bench bench-pipeline bench-serving bench-quality bench-monitor lock clean
+.PHONY: setup demo demo-loop test test-unit test-runtime test-serving test-images images lint compile bench bench-pipeline bench-serving bench-quality bench-monitor bench-scale lock clean
 
 setup: $(RUNTIME)/.synced $(SERVING)/.synced
 
@@ -99,6 +99,13 @@ bench-quality: $(RUNTIME)/.synced
 # (benchmarks/results/monitor.json); trains a model into /tmp/prodml-monitor-bench/home on first use.
 bench-monitor: $(RUNTIME)/.synced
 	$(RUNTIME)/bin/python benchmarks/monitor.py --json benchmarks/results/monitor.json
+
+# The training pipeline at 100k and 1M resampled taxi rows (SCALE_ROWS=100000,1000000,10000000 adds 10M, ~1.3 GB of
+# CSV): per-step time and peak memory, AUC, the TFT and model.fit floors (benchmarks/results/scale.json).
+# Data and runs in /tmp/prodml-scale-bench; the 1M run takes several minutes.
+SCALE_ROWS ?= 100000,1000000
+bench-scale: $(RUNTIME)/.synced
+	$(RUNTIME)/bin/python benchmarks/scale.py --rows $(SCALE_ROWS) --json benchmarks/results/scale.json
 
 # Re-resolve both locks of ENV (runtime or serving) after editing requirements/$(ENV)*.in (needs the
 # package index). The production closure is resolved alone; the dev tooling is then resolved on top of
