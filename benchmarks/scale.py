@@ -431,6 +431,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="comma-separated sizes (default 100000,1000000; add 10000000 for the 10M run)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--no-floors", action="store_true", help="skip the tft and fit floors")
+    parser.add_argument("--floors-max-rows", type=int, default=1_000_000,
+                        help="measure the floors only up to this size (a 10M TFT floor alone takes many minutes)")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the sizes already in --json that --rows does not list (to add 10M to a 1M run)")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "prodml-scale-bench"))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep each run's prodml home (WORKDIR/home-ROWS)")
@@ -441,7 +445,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     load_start, runs, summary, data = os.getloadavg(), [], [], {}
+    if args.add and args.json and os.path.exists(args.json):
+        earlier = _read_json(args.json)
+        kept = [s["rows"] for s in earlier["summary"] if s["rows"] not in args.rows]
+        summary = [s for s in earlier["summary"] if s["rows"] in kept]
+        runs = [r for r in earlier["runs"] if r["rows"] in kept]
+        data = {int(k): v for k, v in earlier["data"].items() if int(k) in kept}
+        args.rows = sorted(set(args.rows) | set(kept))
     for rows in args.rows:
+        if rows in data:
+            continue
         start = time.perf_counter()
         path = make_data(rows, args.seed, args.workdir)
         data[rows] = {"path": path, "bytes": os.path.getsize(path), "seconds": round(time.perf_counter() - start, 1)}
@@ -454,7 +467,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             with open(saved, "w", encoding="utf-8") as f:
                 json.dump(run, f, indent=2)
         floors = {}
-        if not args.no_floors:
+        if not args.no_floors and rows <= args.floors_max_rows:
             for name in ("tft", "fit"):
                 try:
                     floors[name] = measure_floor(name, run["run"], rows, args.workdir)
