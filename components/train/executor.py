@@ -3,6 +3,11 @@
 The model comes from the user's trainer module (``run_fn(fn_args) -> tf_keras.Model``) or from
 ``default_model``. Training is seeded and deterministic on CPU. The exported SavedModel embeds
 the transform graph (see ``export``); ``prodml_model.json`` beside it describes it.
+
+The final metrics (``metrics`` in ``prodml_model.json``) are computed the same way whatever
+the model: ``eval_loss`` and the eval key metric over the whole eval split, ``train_loss``
+over the first ``TRAIN_LOSS_ROWS`` rows of the train split (all of it when smaller), so their
+cost stays bounded on big data. The pass is compiled (``tf.function``), in big batches.
 """
 
 import contextlib
@@ -15,6 +20,13 @@ from prodml.components.common.logs import get_logger, step
 from prodml.components.common.user_modules import load_function
 
 log = get_logger(__name__)
+
+# Train rows (the first ones, in file order) whose loss is the reported ``train_loss``.
+TRAIN_LOSS_ROWS = 131_072
+# Rows per batch of the final metrics pass (a multiple of which TRAIN_LOSS_ROWS is).
+METRICS_BATCH_SIZE = 4096
+# The final metrics pass says how long it took when it took longer than this.
+METRICS_LOG_SECONDS = 5.0
 
 
 def run_train(transform_graph_dir: str, transformed_examples_dir: str, model_dir: str,
@@ -37,7 +49,8 @@ def run_train(transform_graph_dir: str, transformed_examples_dir: str, model_dir
 
     Returns:
         ``{"metrics": {"train_loss", "eval_loss", ...}, "epochs_run": n, "train_seconds": s,
-        "trainer": "default" or the module path}``.
+        "trainer": "default" or the module path}``; ``train_loss`` is over the first
+        ``TRAIN_LOSS_ROWS`` train rows, the eval metrics over the whole eval split.
     """
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -110,10 +123,15 @@ def _history(model) -> Dict[str, list]:
     return {name: [float(v) for v in values] for name, values in history.items()}
 
 
-def _final_metrics(model, fn_args, predictions) -> Dict[str, float]:
-    """Loss of the final model on train and eval, plus eval AUC or accuracy.
+def _final_metrics(model, fn_args, predictions, train_rows: Optional[int] = TRAIN_LOSS_ROWS) -> Dict[str, float]:
+    """Loss of the final model on train and eval, plus eval AUC or accuracy or RMSE.
 
     The same losses for every model, whatever the trainer module compiled, so runs compare.
+    ``train_loss`` covers the first ``train_rows`` rows of the train split in file order (all
+    of it when ``None`` or when the split is smaller); the eval metrics cover the whole eval
+    split. The values are the Keras metrics' (``BinaryCrossentropy``,
+    ``SparseCategoricalCrossentropy`` or ``MeanSquaredError``; AUC with 1000 thresholds),
+    averaged over rows; predictions come from one compiled function, in big batches.
     """
     import tf_keras
 
@@ -124,16 +142,35 @@ def _final_metrics(model, fn_args, predictions) -> Dict[str, float]:
     extra = {keys.BINARY: ("eval_auc", lambda: tf_keras.metrics.AUC(num_thresholds=1000)),
              keys.MULTICLASS: ("eval_accuracy", tf_keras.metrics.SparseCategoricalAccuracy),
              keys.REGRESSION: ("eval_rmse", tf_keras.metrics.RootMeanSquaredError)}[problem_type]
-    result = {}
-    for split, files in ((keys.TRAIN, fn_args.train_files), (keys.EVAL, fn_args.eval_files)):
+    start, rows, result, predict = time.perf_counter(), 0, {}, None
+    for split, files, limit in ((keys.TRAIN, fn_args.train_files, train_rows),
+                                (keys.EVAL, fn_args.eval_files, None)):
         metrics = {f"{split}_loss": losses()}
         if split == keys.EVAL:
             metrics[extra[0]] = extra[1]()
-        for features, label in fn_args.dataset(files):
-            predicted = predictions(model, features, problem_type)
+        data = fn_args.dataset(files, batch_size=METRICS_BATCH_SIZE, rows=limit)
+        predict = predict or _compiled_predictions(model, predictions, problem_type, data.element_spec[0])
+        for features, label in data:
+            predicted = predict(features)
             if problem_type != keys.MULTICLASS:  # Keras loss metrics average over the last axis
                 label, predicted = label[:, None], predicted[:, None]
             for metric in metrics.values():
                 metric.update_state(label, predicted)
+            rows += int(label.shape[0])
         result.update({name: float(metric.result()) for name, metric in metrics.items()})
+    seconds = time.perf_counter() - start
+    if seconds > METRICS_LOG_SECONDS:
+        log.info("final metrics on %d rows in %.1fs", rows, seconds)
     return result
+
+
+def _compiled_predictions(model, predictions, problem_type: str, features_spec):
+    """``predictions(model, features, problem_type)`` traced once for batches of ``features_spec``."""
+    import tensorflow as tf
+
+    # No autograph: nothing here branches on tensors (Keras converts its layers itself).
+    @tf.function(input_signature=[features_spec], autograph=False)
+    def predict(features):
+        return predictions(model, features, problem_type)
+
+    return predict

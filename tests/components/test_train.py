@@ -242,3 +242,57 @@ def test_regression(tmp_path):
     # Served in the label's units, not standardised.
     assert predictions[0] == pytest.approx(200.0, abs=60.0)
     assert predictions[1] == pytest.approx(800.0, abs=60.0)
+
+
+# ---- the final metrics ------------------------------------------------------------------------
+
+def eager_metrics(model, args, train_rows=None):
+    """The definition of the final metrics, computed plainly: batch by batch, eagerly, reading the
+    files with tf.data alone (the first ``train_rows`` train records)."""
+    import tensorflow as tf
+    import tf_keras
+
+    from prodml.components.train.export import predictions
+
+    spec = dict(args.transformed_feature_spec)
+    result = {}
+    for split, files in (("train", args.train_files), ("eval", args.eval_files)):
+        metrics = {f"{split}_loss": tf_keras.metrics.BinaryCrossentropy()}
+        if split == "eval":
+            metrics["eval_auc"] = tf_keras.metrics.AUC(num_thresholds=1000)
+        records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+        if split == "train" and train_rows:
+            records = records.take(train_rows)
+        for batch in records.batch(1000):  # few eager calls: each is slow
+            features = tf.io.parse_example(batch, spec)
+            label = features.pop(LABEL)
+            predicted = predictions(model, features, keys.BINARY)
+            for metric in metrics.values():
+                metric.update_state(label[:, None], predicted[:, None])
+        result.update({name: float(metric.result()) for name, metric in metrics.items()})
+    return result
+
+
+@pytest.mark.slow  # builds and fits a model a little, then reads the splits 4 times
+def test_compiled_final_metrics_are_the_plain_definition(transformed):
+    import tensorflow_transform as tft
+
+    from prodml.components.train import default_model, executor, export
+    from prodml.components.train.fn_args import FnArgs
+
+    graph, examples = transformed
+    args = FnArgs(train_files=dataio.split_files(str(examples), keys.TRAIN),
+                  eval_files=dataio.split_files(str(examples), keys.EVAL), transform_output=str(graph),
+                  transformed_feature_spec=tft.TFTransformOutput(str(graph)).transformed_feature_spec(),
+                  label=LABEL, problem_type=keys.BINARY, classes=["0", "1"], epochs=1,
+                  batch_size=256, seed=42)
+    stats = default_model.train_stats(args, bins=16)
+    model = default_model.build_model(args, default_model.HYPERPARAMETERS, stats)
+    model.fit(args.dataset(args.train_files, shuffle=True).take(20), verbose=0)  # not the initial state
+    compiled = executor._final_metrics(model, args, export.predictions)
+    assert compiled == pytest.approx(eager_metrics(model, args), abs=1e-5)
+    # A train split bigger than the bound: the train loss is over its first rows only.
+    first = executor._final_metrics(model, args, export.predictions, train_rows=1000)
+    assert first == pytest.approx(eager_metrics(model, args, train_rows=1000), abs=1e-5)
+    assert first["train_loss"] != pytest.approx(compiled["train_loss"], abs=1e-4)
+    assert first["eval_auc"] == compiled["eval_auc"] and 0.5 < compiled["eval_auc"] <= 1

@@ -24,14 +24,34 @@ def taxi_fn_args(transformed, problem_type=keys.BINARY, classes=("0", "1")):
                   epochs=10, batch_size=256, seed=42)
 
 
-@pytest.mark.parametrize("rows, batch, epochs, expected", [
-    (150, 256, 10, {"round_steps": 60, "rounds": 10}),          # tiny: 60 steps a round, not 1
-    (12_000, 256, 10, {"round_steps": 60, "rounds": 10}),       # 47 steps a pass: still 60
-    (1_000_000, 256, 10, {"round_steps": 3907, "rounds": 10}),  # big: one pass a round
-    (1_000_000, 256, 2, {"round_steps": 3907, "rounds": 2}),    # epochs bounds the rounds
+@pytest.mark.parametrize("rows, batch, epochs, round_steps", [
+    (150, 256, 10, 60),          # tiny: 60 steps a round, not 1
+    (12_000, 256, 10, 60),       # 47 steps a pass: still 60
+    (100_000, 256, 10, 391),     # mid-sized: one pass a round
+    (100_000, 32, 10, 3125),     # ... whatever the batch size
+    (1_000_000, 256, 10, 512),   # big: a round is max_round_rows (131,072) rows, not a pass
+    (1_000_000, 1024, 2, 128),   # ... in bigger batches, fewer steps; epochs bounds the rounds
 ])
-def test_training_length_follows_the_data_size(rows, batch, epochs, expected):
-    assert default_model.schedule(rows, batch, epochs, default_model.HYPERPARAMETERS) == expected
+def test_training_length_follows_the_data_size(rows, batch, epochs, round_steps):
+    plan = default_model.schedule(rows, batch, epochs, default_model.HYPERPARAMETERS)
+    assert plan == {"round_steps": round_steps, "rounds": epochs, "validation_rows": 65_536}
+
+
+def test_rounds_on_small_data_are_one_pass_as_before_the_bound():
+    """Up to max_round_rows train rows, a round is the pass it always was: small-data training
+    (and the model quality figures) do not change."""
+    hp = default_model.HYPERPARAMETERS
+    bound = hp["max_round_rows"]
+    for rows in (1, 59 * 256, 60 * 256 + 1, 100_000, bound):
+        for batch in (32, 256, 1000):
+            passes = max(math.ceil(rows / batch), hp["min_round_steps"])
+            assert default_model.schedule(rows, batch, 10, hp)["round_steps"] == passes
+    # Above the bound the round stops growing.
+    assert (default_model.schedule(10 * bound, 256, 10, hp)["round_steps"]
+            == default_model.schedule(bound + 1, 256, 10, hp)["round_steps"] == bound // 256)
+    # Overrides (KFP gives floats) are honoured.
+    assert default_model.schedule(10_000, 100, 3, {**hp, "max_round_rows": 1000.0,
+                                                   "min_round_steps": 1.0})["round_steps"] == 10
 
 
 def test_class_priors_give_the_train_frequencies_back():
@@ -95,3 +115,29 @@ def test_regression_output_is_in_the_label_units(transformed):
     predicted = model(features).numpy()
     assert abs(np.mean(predicted) - 5000.0) < 3 * 200.0
     assert model.get_layer("value").get_config()["scale"] == 200.0
+
+
+def test_round_progress_lines_only_for_long_rounds():
+    import logging
+
+    from prodml.components.train import progress
+
+    assert progress.minutes(83.4) == "01:23" and progress.minutes(3725) == "1:02:05"
+    lines = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("test_round_progress")
+    logger.addHandler(Collect())
+    logger.setLevel(logging.INFO)
+    for min_seconds in (0.0, 3600.0):  # every round is long; no round is
+        callback = progress.round_logger(4, min_seconds=min_seconds, logger=logger)
+        callback.on_train_begin()
+        for epoch in range(2):
+            callback.on_epoch_begin(epoch)
+            callback.on_epoch_end(epoch, {"loss": 0.5, "val_loss": 0.25, "lr": 0.1})
+    assert len(lines) == 2
+    assert lines[0].startswith("round 1/4: loss 0.5000, val_loss 0.2500, ETA ")
+    assert lines[1].startswith("round 2/4: ") and "lr" not in lines[1]
