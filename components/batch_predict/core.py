@@ -107,6 +107,22 @@ class Model:
         self._loaded, self._fn = saved_models.load_signature(
             model_dir, keys.RAW_SIGNATURE, "Give a registry version or the model folder that train wrote.")
         self._tf = tf
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Calls the signature once on one row of missing values.
+
+        TensorFlow instantiates and optimises a function's graph on its first call, which costs
+        more than scoring tens of thousands of rows. Doing it here, once, under the loading lock
+        (:func:`worker.load_model`), spares every worker thread from paying it again on its first
+        batch. A model that cannot score missing values is left for the real rows to report.
+        """
+        row = {name: np.array([""], dtype=object) if kind == keys.BYTES
+               else np.array([np.nan], dtype=_NUMPY_DTYPE[kind]) for name, kind in self.features.items()}
+        try:
+            self.predict(row)
+        except (self._tf.errors.OpError, ValueError, TypeError):
+            pass
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """The signature's ``predictions`` for model columns, in batches of PREDICT_BATCH_ROWS rows."""
@@ -141,7 +157,9 @@ def to_model_columns(cells: Mapping[str, Any], features: Mapping[str, str],
     problems: Dict[int, List[str]] = {}
     for name, kind in features.items():
         raw = as_arrow_text(cells[name])
-        missing = pc.or_(pc.is_null(raw), pc.fill_null(pc.is_in(raw, value_set=markers), True))
+        missing = pc.is_in(raw, value_set=markers)  # false, never null, for a null cell
+        if raw.null_count:
+            missing = pc.or_(pc.is_null(raw), missing)
         if kind == keys.BYTES:
             columns[name] = pc.if_else(missing, "", raw).to_numpy(zero_copy_only=False)
             continue

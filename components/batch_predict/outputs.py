@@ -24,6 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from prodml.components.batch_predict.core import REQUEST_ID_COLUMN
 from prodml.components.common import dataio
 from prodml.components.common.errors import ConfigError, InputDataError
 
@@ -34,6 +35,7 @@ SUCCESS_FILE = "_SUCCESS"
 TASKS_DIR = "_tasks"          # per-task summaries, in staging only
 STAGING_INFIX = ".staging-"
 OWNER_FILE = "owner.json"
+UNIQUE_COLUMNS = (REQUEST_ID_COLUMN,)  # one value per row
 
 
 def check_format(output_format: str) -> str:
@@ -210,7 +212,10 @@ class PartWriter:
         if fmt == PARQUET:
             import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(self._file, schema)
+            # Dictionary encoding pays off for repeated values only: not for a column of unique ids,
+            # where Arrow would build a dictionary, find it too large and fall back, on every page.
+            dictionary = [name for name in schema.names if name not in UNIQUE_COLUMNS]
+            self._writer = pq.ParquetWriter(self._file, schema, use_dictionary=dictionary)
         elif fmt == CSV:
             import pyarrow.csv as pcsv
 

@@ -202,9 +202,14 @@ def _hash_file(uri: str, sha) -> int:
 
 # ---- CSV -----------------------------------------------------------------------------------------
 
-def _record_ends(data: np.ndarray, quotes_before: int) -> Tuple[np.ndarray, int]:
-    """Offsets of the newlines that end a record in ``data``, and the parity of the quotes up to its end."""
-    newlines = np.flatnonzero(data == _NEWLINE)
+def _record_ends(data: np.ndarray, quotes_before: int,
+                 newlines: Optional[np.ndarray] = None) -> Tuple[np.ndarray, int]:
+    """Offsets of the newlines that end a record in ``data``, and the parity of the quotes up to its end.
+
+    ``newlines`` (the offsets of every newline in ``data``) saves finding them again.
+    """
+    if newlines is None:
+        newlines = np.flatnonzero(data == _NEWLINE)
     is_quote = data == _QUOTE
     if not is_quote.any():
         return (newlines if quotes_before % 2 == 0 else newlines[:0]), quotes_before
@@ -231,15 +236,15 @@ def _plan_csv(uri: str, rows_per_task: int, sha, first_index: int):
     offset = quotes = rows = lines = 0
     task_start = task_row = task_line = 0
     record_start = 0   # file offset where the current record starts
-    with _open(uri) as f:
+    with _open(uri) as f, _Hasher(sha) as hasher:
         while True:
             block = f.read(_BLOCK)
             if not block:
                 break
-            sha.update(block)
+            hasher.update(block)
             data = np.frombuffer(block, dtype=np.uint8)
-            ends, quotes = _record_ends(data, quotes)
             newline_pos = np.flatnonzero(data == _NEWLINE)
+            ends, quotes = _record_ends(data, quotes, newline_pos)
             if names is None:
                 header += block[: int(ends[0]) + 1] if len(ends) else block
                 if len(ends):
@@ -251,14 +256,16 @@ def _plan_csv(uri: str, rows_per_task: int, sha, first_index: int):
                 starts = np.concatenate([[record_start - offset], ends[:-1] + 1])
                 # A record that began in an earlier block (start < 0) is not blank.
                 blank = _blank(data, np.maximum(starts, 0), ends) & (starts >= 0)
-                for end in ends[~blank].tolist():
-                    rows += 1
-                    if rows - task_row + 1 >= rows_per_task:
-                        stop = offset + end + 1
-                        tasks.append(Task(first_index + len(tasks), uri, CSV, task_start, stop, task_row,
-                                          task_line))
-                        task_start, task_row = stop, rows + 1
-                        task_line = lines + int(np.searchsorted(newline_pos, end, side="right")) + 1
+                kept = ends[~blank]
+                # A task ends after every rows_per_task-th data row of the file (rows are numbered from 1).
+                numbers = np.arange(rows + 1, rows + 1 + len(kept))
+                last_of_task = numbers % rows_per_task == 0
+                for end, number in zip(kept[last_of_task].tolist(), numbers[last_of_task].tolist()):
+                    stop = offset + end + 1
+                    tasks.append(Task(first_index + len(tasks), uri, CSV, task_start, stop, task_row, task_line))
+                    task_start, task_row = stop, number + 1
+                    task_line = lines + int(np.searchsorted(newline_pos, end, side="right")) + 1
+                rows += len(kept)
                 record_start = offset + int(ends[-1]) + 1
             lines += len(newline_pos)
             offset += len(block)
@@ -271,6 +278,36 @@ def _plan_csv(uri: str, rows_per_task: int, sha, first_index: int):
     if task_start < offset and rows >= task_row:
         tasks.append(Task(first_index + len(tasks), uri, CSV, task_start, offset, task_row, task_line))
     return names, tasks, rows, offset
+
+
+class _Hasher:
+    """Feeds blocks to a hash in a helper thread, so hashing overlaps with finding the records.
+
+    hashlib releases the GIL on large blocks. At most one block is being hashed while the next is
+    read, so memory stays at two blocks; the blocks reach the hash in order.
+    """
+
+    def __init__(self, sha):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._sha = sha
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prodml-sha256")
+        self._pending = None
+
+    def update(self, block: bytes) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._sha.update, block)
+
+    def __enter__(self) -> "_Hasher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._pending is not None and exc[0] is None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _has_record(uri: str, start: int, end: int) -> bool:

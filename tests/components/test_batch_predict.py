@@ -396,6 +396,40 @@ def test_csv_tasks_cut_at_record_boundaries(tmp_path):
     assert [int(c.lines[0]) for c in chunks] == [2, 5, 6, 7]
 
 
+@pytest.mark.parametrize("rows_per_task", [1, 2, 3, 50])
+def test_csv_tasks_cover_every_row_once_across_read_blocks(tmp_path, monkeypatch, rows_per_task):
+    import hashlib
+
+    # Blocks of 16 bytes: records, quoted newlines and blank lines straddle block boundaries.
+    monkeypatch.setattr(sources, "_BLOCK", 16)
+    records = [f'{i},"v\n{i}"' if i % 4 == 0 else f"{i},w{i}" for i in range(1, 41)]
+    text = "a,b\n" + "\n".join(r + ("\n" if i % 7 == 0 else "") for i, r in enumerate(records, 1)) + "\n"
+    data = tmp_path / "blocks.csv"
+    data.write_text(text)
+    plan = sources.plan(str(data), rows_per_task=rows_per_task)
+    assert plan.rows == 40 and plan.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert [t.first_row for t in plan.tasks] == list(range(1, 41, rows_per_task))
+    assert plan.tasks[0].start == len("a,b\n") and plan.tasks[-1].end == len(text)
+    assert all(a.end == b.start for a, b in zip(plan.tasks, plan.tasks[1:]))
+    chunks = [c for t in plan.tasks for c in sources.read_task(t, 1000)]
+    assert [int(r) for c in chunks for r in c.rows] == list(range(1, 41))
+    assert [v for c in chunks for v in core.as_arrow_text(c.cells["a"]).to_pylist()] == [str(i) for i in range(1, 41)]
+    starts = [text.count("\n", 0, text.index(f"\n{r}\n" if i % 7 == 0 else f"\n{r}") + 1) + 1
+              for i, r in enumerate(records, 1)]
+    assert [int(n) for c in chunks for n in c.lines] == starts
+
+
+def test_only_engines_scoring_in_this_process_preload_the_model():
+    from prodml.components.batch_predict.executor import _scores_in_process
+
+    assert _scores_in_process("local", [])
+    assert _scores_in_process("beam", [])
+    assert _scores_in_process("beam", ["--direct_num_workers=2", "--direct_running_mode", "in_memory"])
+    assert not _scores_in_process("beam", ["--direct_running_mode=multi_processing"])
+    assert not _scores_in_process("beam", ["--runner=DataflowRunner", "--project=p"])
+    assert not _scores_in_process("spark", [])
+
+
 def test_header_names_are_sanitised_as_ingest_does():
     from prodml.components.ingest import columns
 
