@@ -6,7 +6,7 @@ on train and ``tft_beam.TransformDataset`` on the other splits, and writes the t
 """
 
 import shlex
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 from prodml.components.common import artifacts, dataio, keys, schemas
 from prodml.components.common.errors import ConfigError, InputDataError
@@ -19,6 +19,12 @@ DEFAULT_BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory",
                      "--direct_num_workers=1")
 RAW_METADATA_DIR = "metadata"  # where tft.TFTransformOutput.raw_metadata looks
 TEMP_DIR = ".tft_tmp"
+# Rows per Arrow record batch read from the examples, hence per TF call of the analysis and of
+# the transform. tfx_bsl's default tunes it from 1 up to 1000 rows by timing, which costs many
+# small TF calls and makes the batching depend on the machine's speed; a fixed size is cheaper
+# and the same on every run.
+READ_BATCH_SIZE = 4096
+PROGRESS_SECONDS = 20.0  # at most one progress line per stage this often; none on short stages
 _ROWS_COUNTER = "rows_{}"
 
 
@@ -44,7 +50,8 @@ def run_transform(examples_dir: str, schema_dir: str, transform_graph_dir: str,
         ``{"features": [transformed feature names], "rows": {split: n}, "preprocessing":
         "default" or the module path}``.
     """
-    label = artifacts.DataVersion.read(examples_dir).label
+    data_version = artifacts.DataVersion.read(examples_dir)
+    label = data_version.label
     label_info = label.to_dict()  # the label block, as preprocessing functions take it
     schema = schemas.load_schema(schema_dir)
     kinds = schemas.feature_kinds(schema)
@@ -65,7 +72,7 @@ def run_transform(examples_dir: str, schema_dir: str, transform_graph_dir: str,
     with step(log, f"transform {', '.join(splits)} ({preprocessing_module or 'default'})"):
         features, rows = _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info,
                                        transform_graph_dir, transformed_examples_dir,
-                                       preprocessing_module, beam_args)
+                                       preprocessing_module, beam_args, data_version.row_counts)
     _write_side_files(schema, label, transform_graph_dir)
     log.info("transformed %s rows into %d features", rows, len(features))
     return {"features": features, "rows": rows,
@@ -88,11 +95,13 @@ def _user_preprocessing_fn(module_file: str, label_info: Mapping) -> Callable:
 
 
 def _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info, graph_dir,
-                  output_dir, module_file, beam_args):
+                  output_dir, module_file, beam_args, row_counts):
     import apache_beam as beam
     import tensorflow_transform.beam as tft_beam
     from apache_beam.options.pipeline_options import PipelineOptions
     from tfx_bsl.public import tfxio
+
+    from prodml.components.transform.beam_progress import Progress
 
     temp_dir = dataio.join(graph_dir, TEMP_DIR)
     if isinstance(beam_args, str):
@@ -106,8 +115,11 @@ def _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info, gr
         for split in splits:
             source = tfxio.TFExampleRecord(file_pattern=dataio.split_files(examples_dir, split),
                                            schema=schema, telemetry_descriptors=["prodml"])
-            raw[split] = (pipeline | f"Read[{split}]" >> source.BeamSource(),
-                          source.TensorAdapterConfig())
+            batches = pipeline | f"Read[{split}]" >> source.BeamSource(batch_size=READ_BATCH_SIZE)
+            if split == keys.TRAIN:
+                batches = batches | "Progress[analyze]" >> beam.ParDo(Progress(
+                    f"analyzing {split}: rows read", row_counts.get(split), PROGRESS_SECONDS))
+            raw[split] = (batches, source.TensorAdapterConfig())
         try:
             (train_data, metadata), transform_fn = (
                 raw[keys.TRAIN] | "AnalyzeAndTransform[train]"
@@ -126,7 +138,7 @@ def _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info, gr
             else:
                 data, _ = ((raw[split], transform_fn) | f"Transform[{split}]"
                            >> tft_beam.TransformDataset(output_record_batches=True))
-            _write_examples((data, metadata), split, output_dir)
+            _write_examples((data, metadata), split, output_dir, row_counts.get(split))
         result = pipeline.run()
         result.wait_until_finish()
     if dataio.exists(temp_dir):
@@ -135,19 +147,17 @@ def _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info, gr
     return features, {split: _counted_rows(result, split) for split in splits}
 
 
-def _write_examples(dataset, split: str, output_dir: str) -> None:
+def _write_examples(dataset, split: str, output_dir: str, total: Optional[int]) -> None:
     import apache_beam as beam
     import tensorflow_transform.beam as tft_beam
 
-    counter = beam.metrics.Metrics.counter("prodml", _ROWS_COUNTER.format(split))
+    from prodml.components.transform.beam_progress import Progress
 
-    def count(example):
-        counter.inc()
-        return example
-
-    _ = (dataset
+    data, metadata = dataset
+    counted = data | f"Count[{split}]" >> beam.ParDo(Progress(
+        f"transforming {split}: rows written", total, PROGRESS_SECONDS, _ROWS_COUNTER.format(split)))
+    _ = ((counted, metadata)
          | f"Encode[{split}]" >> tft_beam.EncodeTransformedDataset()
-         | f"Count[{split}]" >> beam.Map(count)
          | f"Write[{split}]" >> beam.io.WriteToTFRecord(
              dataio.join(dataio.split_dir(output_dir, split), "data"),
              file_name_suffix=".tfrecord.gz",
