@@ -62,3 +62,22 @@ def step(logger: logging.Logger, what: str):
     logger.info("%s ...", what)
     yield
     logger.info("%s done in %.1fs", what, time.perf_counter() - start)
+
+
+class RowProgress:
+    """Counts the rows of a long pass and logs ``<what>: N <done> (R rows/s)`` at most every
+    ``every`` seconds; nothing before ``every`` seconds have passed, so a short pass stays quiet."""
+
+    def __init__(self, logger: logging.Logger, what: str, every: float, done: str = "rows"):
+        self._log, self._what, self._every, self._done = logger, what, every, done
+        self.rows = 0
+        self._start = self._last = time.monotonic()
+
+    def add(self, rows: int) -> None:
+        """Counts ``rows`` more rows; logs when the last line (or the start) is ``every`` seconds old."""
+        self.rows += rows
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            self._log.info("%s: %d %s (%.0f rows/s)", self._what, self.rows, self._done,
+                           self.rows / max(now - self._start, 1e-9))

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional
 
 from prodml.components.common import keys
 from prodml.components.common.errors import ConfigError
+from prodml.components.common.logs import RowProgress
 from prodml.components.train import progress
 
 HYPERPARAMETERS = {
@@ -130,7 +131,7 @@ def train_stats(fn_args, bins: int) -> TrainStats:
     rows, total, squares = 0, 0.0, 0.0
     counts = np.zeros(fn_args.n_classes, np.int64)
     samples: Dict[str, list] = {name: [] for name in numeric}
-    read = progress.PassProgress("train statistics")
+    read = RowProgress(progress.log, "train statistics", progress.PASS_LOG_SECONDS, done="rows read")
     for features, label in fn_args.dataset(fn_args.train_files, batch_size=8192):
         values = label.numpy()
         read.add(len(values))

@@ -11,7 +11,7 @@ from prodml.components.common.logs import get_logger
 
 # Rounds shorter than this are not logged (a person does not wait for them).
 MIN_ROUND_SECONDS = 5.0
-# A long single pass (statistics, metrics) logs its rows read at most this often.
+# A long single pass (the train statistics) logs its rows read at most this often.
 PASS_LOG_SECONDS = 15.0
 
 log = get_logger(__name__)
@@ -53,21 +53,3 @@ def round_logger(rounds: int, min_seconds: float = MIN_ROUND_SECONDS, logger=Non
             out.info("round %d/%d: %s, ETA %s", done, rounds, values, minutes(eta))
 
     return RoundLogger()
-
-
-class PassProgress:
-    """Logs ``what: N rows read`` during a long pass over data, at most every ``every`` seconds."""
-
-    def __init__(self, what: str, every: float = PASS_LOG_SECONDS, logger=None):
-        self.what, self.every, self.out = what, every, logger or log
-        self.rows, self.start = 0, time.perf_counter()
-        self.last = self.start
-
-    def add(self, rows: int) -> None:
-        """Counts ``rows`` more rows; logs when the last line is ``every`` seconds old."""
-        self.rows += rows
-        now = time.perf_counter()
-        if now - self.last >= self.every:
-            self.last = now
-            self.out.info("%s: %d rows read (%.0f rows/s)", self.what, self.rows,
-                          self.rows / max(now - self.start, 1e-9))

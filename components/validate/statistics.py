@@ -9,14 +9,13 @@ histograms agree within the sketch's error: tests/components/test_validate_stati
 """
 
 import os
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Deque, Dict, Iterator, List
 
 from prodml.components.common import dataio, keys
 from prodml.components.common.errors import ConfigError
-from prodml.components.common.logs import get_logger
+from prodml.components.common.logs import RowProgress, get_logger
 from prodml.components.common.tfdv_accumulator import StatsAccumulator
 
 log = get_logger(__name__)
@@ -44,14 +43,10 @@ def generate(examples_dir: str, splits: List[str], statistics_dir: str) -> Dict[
 def compute(files: List[str], split: str, batch_rows: int = BATCH_ROWS):
     """The DatasetFeatureStatisticsList of the tf.Example ``files`` (one dataset, named ``split``)."""
     accumulator = StatsAccumulator()
-    started = last = time.monotonic()
+    progress = RowProgress(log, f"Statistics of {split}", PROGRESS_SECONDS)
     for batch in record_batches(files, batch_rows):
         accumulator.add(batch)
-        now = time.monotonic()
-        if now - last >= PROGRESS_SECONDS:
-            log.info("Statistics of %s: %d rows (%.0f rows/s)", split, accumulator.rows,
-                     accumulator.rows / (now - started))
-            last = now
+        progress.add(batch.num_rows)
     return accumulator.result(split)
 
 
