@@ -38,6 +38,8 @@ import tempfile
 import time
 from typing import Dict, List
 
+from _common import scaling
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "data", "chicago_taxi", "data.csv")
 ENGINES = ("floor", "beam", "beam-mp", "spark", "pandas")
@@ -220,20 +222,6 @@ def summarise(runs: List[Dict]) -> List[Dict]:
         if s["rows"] in pandas:
             s["x_pandas"] = round(s["rows_per_second"] / pandas[s["rows"]], 2)
     return summary
-
-
-def scaling(summary: List[Dict]) -> List[Dict]:
-    """Per engine, from the smallest to the largest size: the growth of time and of peak memory."""
-    out = []
-    for engine in dict.fromkeys(s["engine"] for s in summary):
-        rows = sorted((s for s in summary if s["engine"] == engine), key=lambda s: s["rows"])
-        if len(rows) > 1:
-            small, big = rows[0], rows[-1]
-            out.append({"engine": engine, "rows": [small["rows"], big["rows"]],
-                        "rows_ratio": round(big["rows"] / small["rows"], 1),
-                        "time_ratio": round(big["seconds"] / small["seconds"], 2),
-                        "memory_ratio": round(big["peak_rss_mb"] / small["peak_rss_mb"], 2)})
-    return out
 
 
 def table(summary: List[Dict]) -> str:

@@ -45,6 +45,8 @@ import tempfile
 import time
 from typing import Dict, List
 
+from _common import scaling
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(REPO, "data", "chicago_taxi", "data.csv")
 ENGINES = ("tfdv", "tfdv-dataframe", "monitor")
@@ -298,21 +300,6 @@ def ratios(runs: List[Dict]) -> List[Dict]:
                         "x_baseline": round(statistics.median(inner), 2), "x_baseline_min": round(min(inner), 2),
                         "x_baseline_max": round(max(inner), 2), "x_baseline_cpu": round(statistics.median(cpu), 2),
                         "x_baseline_wall": round(statistics.median(wall), 2)})
-    return out
-
-
-def scaling(summary: List[Dict]) -> List[Dict]:
-    """Per engine, smallest to largest size: the growth of time and of peak memory."""
-    out = []
-    for engine in dict.fromkeys(s["engine"] for s in summary):
-        rows = sorted((s for s in summary if s["engine"] == engine), key=lambda s: s["rows"])
-        if len(rows) > 1:
-            small, big = rows[0], rows[-1]
-            out.append({"engine": engine, "rows": [small["rows"], big["rows"]],
-                        "rows_ratio": round(big["rows"] / small["rows"], 1),
-                        "time_ratio": round(big["seconds"] / small["seconds"], 2),
-                        "peak_rss_mb": [small["peak_rss_mb"], big["peak_rss_mb"]],
-                        "memory_ratio": round(big["peak_rss_mb"] / small["peak_rss_mb"], 2)})
     return out
 
 

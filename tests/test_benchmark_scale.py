@@ -2,13 +2,17 @@
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(REPO, "benchmarks")
 
 
 def _load(name: str):
+    if BENCHMARKS not in sys.path:  # as when a script runs: its folder first, for `import _common`
+        sys.path.insert(0, BENCHMARKS)
     spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(REPO, "benchmarks", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
