@@ -1,7 +1,8 @@
 """The preprocessing_fn prodml generates from the schema when the user gives none.
 
 - numeric feature ``x``: missing values imputed with the mean of the present values, then
-  z-scored (``x``, float32), plus ``x_missing`` (float32, 1.0 where the value was missing);
+  z-scored over all rows (``x``, float32; the statistics are float64, from one analysis pass),
+  plus ``x_missing`` (float32, 1.0 where the value was missing);
 - string feature ``s``: vocabulary index (int64) of its ``VOCABULARY_SIZE`` most frequent
   values, plus ``OOV_BUCKETS`` buckets for the others; a missing value is ``MISSING_TOKEN``;
 - the label keeps its name: int64 class index for classification, float32 for regression.
@@ -82,12 +83,20 @@ def _as_float(text: str, label: str) -> float:
 
 def _impute_and_scale(x: tf.Tensor, name: str) -> Tuple[tf.Tensor, tf.Tensor]:
     # float64 keeps large integers (timestamps, census tracts) exact while computing statistics.
-    value, present = first_value(_values_as(x, tf.float64), 0.0)
-    mean = tft.mean(_values_as(x, tf.float64), name=f"mean_{name}")
+    values = _values_as(x, tf.float64)
+    value, present = first_value(values, 0.0)
+    # Imputing the mean adds no deviation, so the imputed column's statistics follow from the
+    # present values' and all come from one analysis pass. Imputing first and z-scoring after
+    # needs a second pass, for which Beam's DirectRunner holds every train row in memory.
+    mean = tft.mean(values, name=f"mean_{name}")
+    variance = tft.var(values, name=f"var_{name}") * tft.mean(
+        tf.cast(present, tf.float64), name=f"present_{name}")
     mean = tf.where(tf.math.is_nan(mean), tf.zeros_like(mean), mean)  # no value at all in train
-    imputed = tf.where(present, value, mean)
-    scaled = tft.scale_to_z_score(imputed, output_dtype=tf.float32, name=f"z_score_{name}")
-    return scaled, 1.0 - tf.cast(present, tf.float32)
+    std = tf.sqrt(tf.where(tf.math.is_nan(variance), tf.zeros_like(variance), variance))
+    deviation = tf.where(present, value - mean, tf.zeros_like(value))
+    # As tft.scale_to_z_score: a column without spread keeps its (zero) deviation.
+    scaled = tf.where(tf.not_equal(std, 0.0), deviation / std, deviation)
+    return tf.cast(scaled, tf.float32), 1.0 - tf.cast(present, tf.float32)
 
 
 def _values_as(x, dtype: tf.DType):

@@ -1,8 +1,12 @@
 """Transform: fits the preprocessing on the train split and applies it to every split.
 
-One Beam pipeline reads the examples with tfx_bsl, runs ``tft_beam.AnalyzeAndTransformDataset``
-on train and ``tft_beam.TransformDataset`` on the other splits, and writes the transform graph
-(a ``tft.TFTransformOutput`` folder) and the transformed examples (gzipped ``tf.Example``).
+One Beam pipeline reads the examples with tfx_bsl, runs ``tft_beam.AnalyzeDataset`` on train
+and ``tft_beam.TransformDataset`` on every split, and writes the transform graph (a
+``tft.TFTransformOutput`` folder) and the transformed examples (gzipped ``tf.Example``).
+
+The analysis reads the train split on its own and the transform reads it again: a PCollection
+used both before and after the analysis would be held whole in memory by the DirectRunner (it
+runs one stage at a time), so memory would grow with the data.
 """
 
 import shlex
@@ -99,7 +103,6 @@ def _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info, gr
     import apache_beam as beam
     import tensorflow_transform.beam as tft_beam
     from apache_beam.options.pipeline_options import PipelineOptions
-    from tfx_bsl.public import tfxio
 
     from prodml.components.transform.beam_progress import Progress
 
@@ -111,40 +114,42 @@ def _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info, gr
     except ValueError as e:
         raise ConfigError(f"beam_args {list(beam_args)} are not valid Beam options: {e}") from e
     with tft_beam.Context(temp_dir=temp_dir):
-        raw = {}
-        for split in splits:
-            source = tfxio.TFExampleRecord(file_pattern=dataio.split_files(examples_dir, split),
-                                           schema=schema, telemetry_descriptors=["prodml"])
-            batches = pipeline | f"Read[{split}]" >> source.BeamSource(batch_size=READ_BATCH_SIZE)
-            if split == keys.TRAIN:
-                batches = batches | "Progress[analyze]" >> beam.ParDo(Progress(
-                    f"analyzing {split}: rows read", row_counts.get(split), PROGRESS_SECONDS))
-            raw[split] = (batches, source.TensorAdapterConfig())
+        raw = {split: _read(pipeline, examples_dir, split, schema, f"Read[{split}]") for split in splits}
+        analysis_input = _read(pipeline, examples_dir, keys.TRAIN, schema, "Read[train-analyze]",
+                               Progress("analyzing train: rows read", row_counts.get(keys.TRAIN),
+                                        PROGRESS_SECONDS))
         try:
-            (train_data, metadata), transform_fn = (
-                raw[keys.TRAIN] | "AnalyzeAndTransform[train]"
-                >> tft_beam.AnalyzeAndTransformDataset(preprocessing_fn,
-                                                       output_record_batches=True))
+            transform_fn = analysis_input | "Analyze[train]" >> tft_beam.AnalyzeDataset(preprocessing_fn)
         except Exception as e:
             if not module_file:
                 raise
             raise ConfigError(f"preprocessing_fn in {module_file} failed: {type(e).__name__}: {e}. "
                               "Fix the function and run again.") from e
-        _check_label(metadata.dataset_metadata.schema, label_info, module_file)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(graph_dir)
+        metadata = None
         for split in splits:
-            if split == keys.TRAIN:
-                data = train_data
-            else:
-                data, _ = ((raw[split], transform_fn) | f"Transform[{split}]"
-                           >> tft_beam.TransformDataset(output_record_batches=True))
+            data, metadata = ((raw[split], transform_fn) | f"Transform[{split}]"
+                              >> tft_beam.TransformDataset(output_record_batches=True))
             _write_examples((data, metadata), split, output_dir, row_counts.get(split))
+        _check_label(metadata.dataset_metadata.schema, label_info, module_file)
         result = pipeline.run()
         result.wait_until_finish()
     if dataio.exists(temp_dir):
         dataio.gfile().rmtree(temp_dir)
     features = sorted(f.name for f in metadata.dataset_metadata.schema.feature)
     return features, {split: _counted_rows(result, split) for split in splits}
+
+
+def _read(pipeline, examples_dir: str, split: str, schema, label: str, progress=None):
+    import apache_beam as beam
+
+    from prodml.components.transform.example_reader import read_split
+
+    batches, config = read_split(pipeline, dataio.split_files(examples_dir, split), schema,
+                                 READ_BATCH_SIZE, label)
+    if progress is not None:
+        batches = batches | f"{label}/Progress" >> beam.ParDo(progress)
+    return batches, config
 
 
 def _write_examples(dataset, split: str, output_dir: str, total: Optional[int]) -> None:

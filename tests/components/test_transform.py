@@ -199,6 +199,62 @@ def test_fixed_read_batches_give_the_same_examples_as_tuned_ones_and_the_same_on
                 np.testing.assert_allclose(new[name], old[name], rtol=0, atol=0.1, err_msg=name)
 
 
+@pytest.mark.slow
+def test_several_example_files_are_read_in_file_order(tmp_path, ingested, validated, transformed, tft_output):
+    """A split in several files (as ingest shards big data) gives the rows of the one-file split,
+    in the same order: each file after the previous one, whatever the runner's bundling."""
+    import shutil
+
+    import tensorflow as tf
+
+    sharded = tmp_path / "sharded"
+    shutil.copytree(ingested, sharded)
+    for split in (keys.TRAIN, keys.EVAL):
+        files = dataio.split_files(str(sharded), split)
+        records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+        for f in files:
+            dataio.gfile().remove(f)
+        bounds = [0, len(records) // 5, len(records) // 2, len(records)]
+        for i in range(3):
+            name = str(sharded / f"{keys.SPLIT_PREFIX}{split}" / f"data-{i:05d}-of-00003.tfrecord.gz")
+            with tf.io.TFRecordWriter(name, options="GZIP") as writer:
+                for record in records[bounds[i]:bounds[i + 1]]:
+                    writer.write(record)
+    run_transform(examples_dir=str(sharded), schema_dir=str(validated[1]),
+                  transform_graph_dir=str(tmp_path / "graph"), transformed_examples_dir=str(tmp_path / "out"))
+    spec = tft_output.transformed_feature_spec()
+    for split in (keys.TRAIN, keys.EVAL):
+        one, three = read_split(transformed[1], split, spec), read_split(tmp_path / "out", split, spec)
+        for name in spec:
+            np.testing.assert_array_equal(three[name], one[name], err_msg=f"{split} {name}")
+
+
+def test_default_preprocessing_z_scores_the_imputed_column_in_float64(tmp_path):
+    """One analysis pass gives the statistics of the mean-imputed column; float64 keeps a column
+    of big equal integers (census tracts, ~1.7e10) at zero, where float32 sums drift."""
+    import tensorflow as tf
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+    from prodml.components.transform.default_preprocessing import make_preprocessing_fn
+
+    kinds = {"x": keys.FLOAT, "tract": keys.INT, "y": keys.INT}
+    label = {"name": "y", "problem_type": keys.BINARY, "classes": ["0", "1"]}
+    rows = [{"x": [1.0], "tract": [17031839100], "y": [0]}, {"x": [], "tract": [17031839100], "y": [1]},
+            {"x": [3.0], "tract": [], "y": [1]}, {"x": [8.0], "tract": [17031839100], "y": [0]}]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
+        {"x": tf.io.VarLenFeature(tf.float32), "tract": tf.io.VarLenFeature(tf.int64),
+         "y": tf.io.VarLenFeature(tf.int64)}))
+    with tft_beam.Context(temp_dir=str(tmp_path)):
+        (out, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            make_preprocessing_fn(kinds, label))
+    x = np.array([row["x"] for row in out])
+    imputed = np.array([1.0, 4.0, 3.0, 8.0])  # the mean of the present values, 4, where missing
+    np.testing.assert_allclose(x, (imputed - imputed.mean()) / imputed.std(), rtol=1e-6)
+    assert [row["x_missing"] for row in out] == [0.0, 1.0, 0.0, 0.0]
+    assert [row["tract"] for row in out] == [0.0, 0.0, 0.0, 0.0]
+
+
 def test_progress_logs_long_stages_only():
     import logging
 
