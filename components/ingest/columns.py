@@ -14,12 +14,14 @@ How a column's kind is decided (the same rule wherever a value sits in the file)
   +-3.4e38 are an error naming the cell (the predictor answers 400 for them, too).
 
 The decision is made from counts over every row (:class:`ColumnProfile`), never from a sample.
+A chunk's column is read as :class:`Cells`, its distinct strings and which row holds which: each
+distinct string is parsed once per chunk, and a row's number is its string's number.
 """
 
 import dataclasses
 import math
 import re
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -72,6 +74,86 @@ def sanitise_names(header: List[object], uri: str) -> List[str]:
 
 
 @dataclasses.dataclass
+class Cells:
+    """One column of a chunk: row ``i`` holds ``values[index[i]]``, or is missing where ``index[i]`` is -1.
+
+    ``values`` are the distinct strings (object array) that some row holds, ``counts`` how many rows
+    hold each.
+    """
+
+    index: np.ndarray
+    values: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, column) -> "Cells":
+        """The cells of an Arrow string or dictionary array (null where missing) or a pandas Series (NaN)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if isinstance(column, pd.Series):
+            column = pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if not pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column)
+        index = column.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        values = np.asarray(column.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+        counts = np.bincount(index + 1, minlength=len(values) + 1)[1:]
+        held = counts > 0
+        if not held.all():  # a slice keeps its whole dictionary, and missing markers are in it
+            index = np.where(index < 0, -1, (np.cumsum(held) - 1)[index])
+            values, counts = values[held], counts[held]
+        return cls(index, values, counts)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def n_present(self) -> int:
+        return int(self.counts.sum())
+
+    def first(self, flags: np.ndarray) -> int:
+        """The first row whose value is flagged in ``flags`` (one per value; at least one row is)."""
+        rows = np.flatnonzero(self.index >= 0)
+        return int(rows[np.argmax(flags[self.index[rows]])])
+
+    def take(self, per_value: np.ndarray, missing) -> np.ndarray:
+        """Each row's entry of ``per_value`` (one per value), ``missing`` where the row is missing."""
+        out = np.full(len(self.index), missing, dtype=per_value.dtype)
+        present = self.index >= 0
+        out[present] = per_value[self.index[present]]
+        return out
+
+
+@dataclasses.dataclass
+class Parsed:
+    """The numbers of a chunk's distinct strings (``pd.to_numeric``), and which of them are numbers."""
+
+    values: np.ndarray
+    numbers: pd.Series
+    is_number: np.ndarray
+
+    def of(self, cells: Cells) -> bool:
+        """Whether these are the numbers of ``cells``' values."""
+        return self.values is cells.values or (
+            len(self.values) == len(cells.values) and bool((self.values == cells.values).all()))
+
+
+def parse(values: np.ndarray) -> Parsed:
+    """The numbers of distinct strings; an exponent beyond float64 is an infinite number."""
+    raw = pd.Series(values, dtype=object)
+    numbers = pd.to_numeric(raw, errors="coerce")
+    is_number = numbers.notna().to_numpy()
+    if not is_number.all():  # pandas gives up on exponents beyond float64 ('1e400'): infinite numbers
+        overflow = raw.str.fullmatch(_BIG_EXPONENT).to_numpy(dtype=bool) & ~is_number
+        if overflow.any():
+            numbers = numbers.where(~overflow, np.inf)
+            is_number |= overflow
+    return Parsed(values, numbers, is_number)
+
+
+@dataclasses.dataclass
 class _Cell:
     where: str
     value: str
@@ -88,55 +170,49 @@ class ColumnProfile:
     first_text: Optional[_Cell] = None  # the first present value that is not a number
     first_out_of_range: Optional[_Cell] = None  # the first number that is not a finite float32
     out_of_range: int = 0
-    # The last observed chunk's present cells as numbers (index kept), for ``to_arrow``.
-    parsed: Optional[pd.Series] = dataclasses.field(default=None, repr=False, compare=False)
+    # The last observed chunk's distinct values as numbers, for ``to_arrow``.
+    parsed: Optional[Parsed] = dataclasses.field(default=None, repr=False, compare=False)
 
-    def observe(self, values: pd.Series, where: Callable[[int], str]) -> None:
-        """Counts one chunk of raw strings (NaN where missing); ``where(i)`` names row ``i``."""
-        present = values.notna().to_numpy()
-        n_present = int(present.sum())
+    def observe(self, values: Union[Cells, pd.Series], where: Callable[[int], str]) -> None:
+        """Counts one chunk of raw strings (or a Series, NaN where missing); ``where(i)`` names row ``i``."""
+        cells = values if isinstance(values, Cells) else Cells.of(values)
+        n_present = cells.n_present
         self.parsed = None
         if not n_present:
             return
         self.present += n_present
-        raw = values[present]
-        numbers = pd.to_numeric(raw, errors="coerce")
-        is_number = numbers.notna().to_numpy()
-        if not is_number.all():  # pandas gives up on exponents beyond float64 ('1e400'): infinite numbers
-            overflow = raw.str.fullmatch(_BIG_EXPONENT).to_numpy(dtype=bool) & ~is_number
-            if overflow.any():
-                numbers = numbers.where(~overflow, np.inf)
-                is_number |= overflow
-        n_numbers = int(is_number.sum())
+        parsed = parse(cells.values)
+        numbers, is_number = parsed.numbers, parsed.is_number
+        n_numbers = int(cells.counts[is_number].sum())
         self.numbers += n_numbers
-        rows = np.flatnonzero(present)
         if n_numbers < n_present and self.first_text is None:
-            i = int(np.flatnonzero(~is_number)[0])
-            self.first_text = _Cell(where(int(rows[i])), raw.iloc[i])
+            row = cells.first(~is_number)
+            self.first_text = _Cell(where(row), cells.values[cells.index[row]])
         if not n_numbers:
             return
+        self.parsed = parsed
         if numbers.dtype.kind == "i":
             self.integers += n_numbers
-            self.parsed = numbers
             return
-        number_strings = raw[is_number]
+        number_strings = pd.Series(cells.values[is_number], dtype=object)
+        number_counts = cells.counts[is_number]
         if self.integers == self.present - n_present:
             integer = number_strings.str.fullmatch(_INT_LITERAL).to_numpy(dtype=bool)
             for i in np.flatnonzero(integer & (number_strings.str.len().to_numpy() > _INT64_DIGITS)):
                 integer[i] = _fits_int64(number_strings.iloc[i])
-            self.integers += int(integer.sum())
-        # Otherwise an earlier value already made the column FLOAT or BYTES: the per-cell integer
-        # test (the costliest part of a FLOAT column) can no longer change its kind.
+            self.integers += int(number_counts[integer].sum())
+        # Otherwise an earlier value already made the column FLOAT or BYTES: the per-value integer
+        # test can no longer change its kind.
         floats = numbers[is_number].to_numpy(dtype=np.float64)
-        self.parsed = numbers
         # An integer literal that fits int64 is below float32's maximum: only non-integers can be bad.
         bad = ~np.isfinite(floats) | (np.abs(floats) > FLOAT32_MAX)
         if bad.any():
-            self.out_of_range += int(bad.sum())
+            self.out_of_range += int(number_counts[bad].sum())
             if self.first_out_of_range is None:
-                i = int(np.flatnonzero(bad)[0])
-                row = int(rows[np.flatnonzero(is_number)[i]])
-                self.first_out_of_range = _Cell(where(row), number_strings.iloc[i])
+                flags = np.zeros(len(cells.values), dtype=bool)
+                flags[np.flatnonzero(is_number)[bad]] = True
+                row = cells.first(flags)
+                self.first_out_of_range = _Cell(where(row), cells.values[cells.index[row]])
 
     def provisional_kind(self) -> Optional[str]:
         """The kind the rows counted so far allow, without errors; None while the column is empty."""
@@ -189,31 +265,40 @@ def _fits_int64(literal: str) -> bool:
         return False
 
 
-def to_arrow(values: pd.Series, kind: Optional[str], parsed: Optional[pd.Series] = None):
-    """The column as a flat nullable Arrow array of its kind (int64, float32 or binary).
+def typed_values(cells: Cells, kind: Optional[str], parsed: Optional[Parsed] = None) -> np.ndarray:
+    """The value of each of ``cells.values`` in ``kind``: int64, float32, or the string itself (BYTES, None).
 
     ``kind`` was decided by :class:`ColumnProfile` over every row, so every present value fits
-    it; None (a column without any value so far) gives an all-null array. ``parsed`` is
-    ``ColumnProfile.parsed`` for these same values, which saves parsing them again.
+    it. ``parsed`` is ``ColumnProfile.parsed`` for these same values, which saves parsing them again.
+    """
+    if kind is None or kind == keys.BYTES:
+        return cells.values
+    if parsed is not None and not parsed.of(cells):
+        parsed = None
+    if kind == keys.FLOAT:
+        numbers = (pd.to_numeric(pd.Series(cells.values, dtype=object), errors="coerce") if parsed is None
+                   else parsed.numbers)
+        with np.errstate(over="ignore"):  # beyond float32: the profile rejects the column anyway
+            return numbers.to_numpy(dtype=np.float64).astype(np.float32)
+    if not len(cells.values):
+        return np.zeros(0, dtype=np.int64)
+    numbers = pd.to_numeric(pd.Series(cells.values, dtype=object)) if parsed is None else parsed.numbers
+    if numbers.dtype.kind != "i":  # an integer literal beside a decimal one in the same chunk
+        numbers = pd.Series([int(v) for v in cells.values], dtype=np.int64)
+    return numbers.to_numpy(dtype=np.int64)
+
+
+def to_arrow(values: Union[Cells, pd.Series], kind: Optional[str], parsed: Optional[Parsed] = None):
+    """The column as a flat nullable Arrow array of its kind (int64, float32 or binary).
+
+    As :func:`typed_values`, for each row; None (a column without any value so far) gives an
+    all-null array.
     """
     import pyarrow as pa
 
+    cells = values if isinstance(values, Cells) else Cells.of(values)
+    missing = cells.index < 0
+    per_value = typed_values(cells, kind, parsed)
     if kind is None or kind == keys.BYTES:
-        return pa.array(values.to_numpy(), type=pa.binary(), from_pandas=True)
-    missing = values.isna().to_numpy()
-    present = values[~missing]
-    if parsed is not None and len(parsed) != len(present):
-        parsed = None
-    if kind == keys.FLOAT:
-        numbers = np.zeros(len(values), dtype=np.float32)
-        with np.errstate(over="ignore"):  # beyond float32: the profile rejects the column anyway
-            numbers[~missing] = (pd.to_numeric(present, errors="coerce") if parsed is None
-                                 else parsed).to_numpy(dtype=np.float64)
-        return pa.array(numbers, mask=missing)
-    numbers = np.zeros(len(values), dtype=np.int64)
-    if len(present):
-        parsed = pd.to_numeric(present) if parsed is None else parsed
-        if parsed.dtype.kind != "i":  # an integer literal beside a decimal one in the same chunk
-            parsed = pd.Series([int(v) for v in present], dtype=np.int64)
-        numbers[~missing] = parsed.to_numpy(dtype=np.int64)
-    return pa.array(numbers, mask=missing)
+        return pa.array(per_value, type=pa.binary()).take(pa.array(cells.index, mask=missing))
+    return pa.array(cells.take(per_value, 0), mask=missing)

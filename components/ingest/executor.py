@@ -64,15 +64,16 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
         first = next(chunks, None)
         if first is None:
             raise InputDataError(f"{data_uri} has a header but no rows. Ingest needs at least one row.")
-        label_name, dropped, kept = _select_columns(list(first.frame.columns), label, drop_columns)
-        split_name = _split_column(split_column, list(first.frame.columns), label_name, dropped)
+        label_name, dropped, kept = _select_columns(list(first.table.column_names), label, drop_columns)
+        split_name = _split_column(split_column, list(first.table.column_names), label_name, dropped)
         kept = [name for name in kept if name != split_name]
         profiles = {name: columns.ColumnProfile(name) for name in kept}
         attempt: Optional[_Attempt] = _Attempt(output_dir, ratios, label_name, source, split_column=split_name)
         try:
             for chunk in itertools.chain([first], chunks):
+                cells = _cells(chunk)
                 for name, profile in profiles.items():
-                    profile.observe(chunk.frame[name], chunk.where)
+                    profile.observe(cells[name], chunk.where)
                 if attempt is not None and not attempt.accepts(
                         {n: p.provisional_kind() for n, p in profiles.items()}):
                     log.info("A column's kind changed on %s; the examples are written again once every "
@@ -80,7 +81,7 @@ def run_ingest(data_uri: str, output_dir: str, label: str, problem_type: str = k
                     attempt.abort()
                     attempt = None
                 if attempt is not None:
-                    attempt.write(chunk, {name: profile.parsed for name, profile in profiles.items()})
+                    attempt.write(chunk, cells, {name: profile.parsed for name, profile in profiles.items()})
             kinds = {name: profile.kind(markers) for name, profile in profiles.items()}
             if attempt is None:
                 attempt = _rewrite(files, chunk_rows, markers, fingerprint, data_uri,
@@ -132,27 +133,29 @@ class _Attempt:
                 return False
         return True
 
-    def write(self, chunk: sources.Chunk, parsed: Optional[Dict[str, object]] = None) -> None:
-        """Writes the chunk's rows; ``parsed`` holds the numbers the profiles just read from it."""
-        frame = chunk.frame
+    def write(self, chunk: sources.Chunk, cells: Optional[Dict[str, columns.Cells]] = None,
+              parsed: Optional[Dict[str, object]] = None) -> None:
+        """Writes the chunk's rows; ``cells`` are its columns and ``parsed`` the numbers the profiles
+        just read from them (both made here if not given)."""
+        cells = _cells(chunk) if cells is None else cells
         parsed = parsed or {}
         if self._tracker is None:
             # A label without a kind yet has no value: the tracker names the first empty cell.
             self._tracker = labels.LabelTracker(self._label, self.kinds[self._label] or keys.BYTES,
                                                 self._source)
-        self._tracker.update(frame[self._label], chunk.where)
-        arrays = {name: columns.to_arrow(frame[name], kind, parsed.get(name)) for name, kind in self.kinds.items()
-                  if kind is not None}
-        records = splits.encode(arrays)
+        self._tracker.update(cells[self._label], chunk.where)
+        records = splits.encode({name: (kind, cells[name], columns.typed_values(cells[name], kind, parsed.get(name)))
+                                 for name, kind in self.kinds.items() if kind is not None})
+        hashed = splits.assign([column for name, column in cells.items() if name != self._split_column],
+                               self._ratios)
         if self._split_column:
-            split_of_row = splits.pinned(frame[self._split_column], self._ratios,
-                                         splits.assign(frame.drop(columns=[self._split_column]), self._ratios),
-                                         chunk.where)
+            split_of_row = splits.pinned(cells[self._split_column], self._ratios, hashed, chunk.where,
+                                         self._split_column)
         else:
-            split_of_row = splits.assign(frame, self._ratios)
+            split_of_row = hashed
         for index, split in enumerate(self._ratios):
             self.writer.write(split, [records[i] for i in (split_of_row == index).nonzero()[0]])
-        self.total += len(frame)
+        self.total += chunk.table.num_rows
         if self.total >= self._next_log:
             log.info("%d rows read", self.total)
             self._next_log += LOG_EVERY_ROWS
@@ -179,6 +182,11 @@ def _rewrite(files: List[str], chunk_rows: int, markers: frozenset, fingerprint:
         raise InputDataError(f"{data_uri} changed while ingest read it (its SHA-256 differs between two "
                              "reads). Ingest a copy that nothing writes to.")
     return attempt
+
+
+def _cells(chunk: sources.Chunk) -> Dict[str, columns.Cells]:
+    """Every column of the chunk (in file order: the split hash covers them all) as Cells."""
+    return {name: columns.Cells.of(column) for name, column in zip(chunk.table.column_names, chunk.table.columns)}
 
 
 def _select_columns(names: List[str], label: str, drop_columns: Iterable[str]):

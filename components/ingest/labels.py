@@ -7,6 +7,7 @@ import pandas as pd
 
 from prodml.components.common import keys
 from prodml.components.common.errors import ConfigError, InputDataError
+from prodml.components.ingest.columns import Cells
 
 MAX_AUTO_CLASSES = 20
 MAX_CLASSES = 10_000
@@ -28,18 +29,20 @@ class LabelTracker:
         self._all_integers = True
         self._min, self._max = np.inf, -np.inf
 
-    def update(self, raw: pd.Series, where) -> None:
+    def update(self, raw: Cells, where) -> None:
         """Adds one chunk of raw strings, already checked against the label's kind."""
-        missing = raw.isna().to_numpy()
+        missing = raw.index < 0
         if missing.any():
-            i = int(np.flatnonzero(missing)[0])
+            i = int(np.argmax(missing))
             raise InputDataError(
                 f"The label '{self.name}' is empty on {where(i)} (an empty cell, or a missing-value marker "
                 "listed in na_values). Every row needs a label: fill it in or remove the row.")
+        # The distinct strings stand for the rows: only their set of values counts here.
         if self.kind == keys.BYTES:
-            values = raw.to_numpy()
+            values = raw.values
         else:
-            values = pd.to_numeric(raw).to_numpy(dtype=np.int64 if self.kind == keys.INT else np.float64)
+            values = pd.to_numeric(pd.Series(raw.values, dtype=object)).to_numpy(
+                dtype=np.int64 if self.kind == keys.INT else np.float64)
         if self.kind != keys.BYTES:
             self._min, self._max = min(self._min, values.min()), max(self._max, values.max())
             if self.kind == keys.FLOAT:
