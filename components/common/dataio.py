@@ -14,6 +14,10 @@ from typing import Any, Dict, List
 from prodml.components.common import keys
 from prodml.components.common.errors import InputDataError
 
+# zlib level of the gzipped example files prodml writes (ingest, transform): level 3 writes taxi
+# examples 2x faster than the default 6 for 13 % more bytes.
+EXAMPLES_GZIP_LEVEL = 3
+
 
 def gfile():
     """Returns ``tf.io.gfile`` (imported lazily: TensorFlow costs seconds to import)."""

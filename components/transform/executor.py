@@ -143,7 +143,7 @@ def _run_pipeline(examples_dir, splits, schema, preprocessing_fn, label_info, gr
 def _read(pipeline, examples_dir: str, split: str, schema, label: str, progress=None):
     import apache_beam as beam
 
-    from prodml.components.transform.example_reader import read_split
+    from prodml.components.transform.example_io import read_split
 
     batches, config = read_split(pipeline, dataio.split_files(examples_dir, split), schema,
                                  READ_BATCH_SIZE, label)
@@ -157,16 +157,15 @@ def _write_examples(dataset, split: str, output_dir: str, total: Optional[int]) 
     import tensorflow_transform.beam as tft_beam
 
     from prodml.components.transform.beam_progress import Progress
+    from prodml.components.transform.example_io import GzipTFRecordSink
 
     data, metadata = dataset
     counted = data | f"Count[{split}]" >> beam.ParDo(Progress(
         f"transforming {split}: rows written", total, PROGRESS_SECONDS, _ROWS_COUNTER.format(split)))
     _ = ((counted, metadata)
          | f"Encode[{split}]" >> tft_beam.EncodeTransformedDataset()
-         | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-             dataio.join(dataio.split_dir(output_dir, split), "data"),
-             file_name_suffix=".tfrecord.gz",
-             compression_type=beam.io.filesystem.CompressionTypes.GZIP))
+         | f"Write[{split}]" >> beam.io.Write(
+             GzipTFRecordSink(dataio.join(dataio.split_dir(output_dir, split), "data"))))
 
 
 def _counted_rows(result, split: str) -> int:
