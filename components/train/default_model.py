@@ -48,6 +48,8 @@ HYPERPARAMETERS = {
 
 # Rows of the train split whose numeric values give the bins' edges.
 QUANTILE_ROWS = 200_000
+# Rows per batch of the train statistics pass.
+STATS_BATCH_SIZE = 8192
 
 # Keep a class frequency away from 0 so that its log (the initial bias) stays finite.
 _MIN_FREQUENCY = 1e-4
@@ -123,7 +125,8 @@ def schedule(rows: int, batch_size: int, epochs: int, hp: Dict[str, Any]) -> Dic
 def train_stats(fn_args, bins: int) -> TrainStats:
     """Row count, label statistics and numeric bin edges of the train split, in one pass.
 
-    Bin edges come from the first ``QUANTILE_ROWS`` rows; label sums are float64.
+    Bin edges come from the first ``QUANTILE_ROWS`` rows (rounded up to whole batches of
+    ``STATS_BATCH_SIZE``); label sums are float64, per batch then across batches in order.
     """
     import numpy as np
 
@@ -132,18 +135,26 @@ def train_stats(fn_args, bins: int) -> TrainStats:
     counts = np.zeros(fn_args.n_classes, np.int64)
     samples: Dict[str, list] = {name: [] for name in numeric}
     read = RowProgress(progress.log, "train statistics", progress.PASS_LOG_SECONDS, done="rows read")
-    for features, label in fn_args.dataset(fn_args.train_files, batch_size=8192):
-        values = label.numpy()
-        read.add(len(values))
-        if rows < QUANTILE_ROWS:
-            for name in numeric:
+    # Parsing every feature costs as much as reading the records: the rows past the sample
+    # parse only the label (the second pass re-reads the sample's records, unparsed, to skip them).
+    sample_rows = math.ceil(QUANTILE_ROWS / STATS_BATCH_SIZE) * STATS_BATCH_SIZE
+    files = fn_args.train_files
+    passes = (fn_args.dataset(files, batch_size=STATS_BATCH_SIZE, rows=sample_rows, features=numeric),
+              fn_args.dataset(files, batch_size=STATS_BATCH_SIZE, skip=sample_rows, features=[]))
+    for sampled, batches in zip((True, False), passes):
+        if not sampled and rows < sample_rows:
+            break  # the sample held the whole split
+        for features, label in batches:
+            values = label.numpy()
+            read.add(len(values))
+            for name in features if sampled else ():
                 samples[name].append(features[name].numpy().reshape(-1))
-        rows += len(values)
-        if fn_args.problem_type == keys.REGRESSION:
-            values = values.astype(np.float64)
-            total, squares = total + values.sum(), squares + np.square(values).sum()
-        else:
-            counts += np.bincount(values.astype(np.int64), minlength=fn_args.n_classes)
+            rows += len(values)
+            if fn_args.problem_type == keys.REGRESSION:
+                values = values.astype(np.float64)
+                total, squares = total + values.sum(), squares + np.square(values).sum()
+            else:
+                counts += np.bincount(values.astype(np.int64), minlength=fn_args.n_classes)
     edges = {name: bin_edges(np.concatenate(parts), bins) for name, parts in samples.items() if parts}
     edges = {name: e for name, e in edges.items() if len(e) > 2}
     if fn_args.problem_type != keys.REGRESSION:
