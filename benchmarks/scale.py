@@ -452,9 +452,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         runs = [r for r in earlier["runs"] if r["rows"] in kept]
         data = {int(k): v for k, v in earlier["data"].items() if int(k) in kept}
         args.rows = sorted(set(args.rows) | set(kept))
-    for rows in args.rows:
-        if rows in data:
-            continue
+    todo = [rows for rows in args.rows if rows not in data]
+    for rows in todo:
         start = time.perf_counter()
         path = make_data(rows, args.seed, args.workdir)
         data[rows] = {"path": path, "bytes": os.path.getsize(path), "seconds": round(time.perf_counter() - start, 1)}
@@ -480,9 +479,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             shutil.rmtree(run["root"], ignore_errors=True)
         runs.append({**run, "floors": floors})
         summary.append(summarise(run, floors))
+        summary.sort(key=lambda s: s["rows"])  # sizes kept by --add sit among the new ones
         print(json.dumps(summary[-1]), flush=True)
         if args.json:  # after every size, so a failing bigger size keeps the smaller ones
-            write_results(args, data, runs, summary, load_start, complete=rows == args.rows[-1])
+            write_results(args, data, runs, summary, load_start, complete=rows == todo[-1])
     print(table(summary))
     print()
     print(memory_table(summary))
