@@ -6,8 +6,7 @@ On taxi-like rows resampled (with a seed) from the vendored ``data/chicago_taxi/
               ``serving_default`` signature in batches of 64k rows, a Parquet writer of the rows
               read plus the prediction (the same content as the others write);
   * beam    — ``run_batch_predict(engine="beam")`` with its defaults: DirectRunner, one worker
-              thread per core in the job's process (TensorFlow and the model load once, in a
-              thread started while Beam starts up);
+              thread per core in the job's process (TensorFlow and the model load once);
   * beam-mp — the same with ``--direct_running_mode=multi_processing``: one worker process per core;
   * spark   — ``run_batch_predict(engine="spark")``: Spark local[2] (two Python workers, each
               loading TensorFlow and the model once);

@@ -97,7 +97,9 @@ class Model:
     """A model version loaded for scoring: its ``serving_default`` signature and what it predicts."""
 
     def __init__(self, model_dir: str, version: Optional[int] = None):
-        import tensorflow as tf
+        from prodml.components.common.heavy_imports import import_tensorflow
+
+        tf = import_tensorflow()
 
         self.model_dir = model_dir
         self.version = version

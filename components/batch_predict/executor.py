@@ -21,7 +21,7 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from prodml.components.batch_predict import core, dead_letters, outputs, sources, worker
-from prodml.components.common import artifacts, dataio, defaults, keys, lineage, registry
+from prodml.components.common import artifacts, dataio, defaults, heavy_imports, keys, lineage, registry
 from prodml.components.common.errors import ConfigError, InputDataError
 from prodml.components.common.logs import get_logger
 from prodml.components.common.names import check_model_name, check_version
@@ -90,8 +90,6 @@ def run_batch_predict(data_uri: str, output_uri: str, model_dir: str = "", regis
     plan = sources.plan(data_uri, rows_per_task)
     carried = _carried(plan, info, id_columns, data_uri)
     columns = core.output_columns(info.label, carried)
-    if plan.tasks and _scores_in_process(engine, beam_args):
-        worker.preload_model(model_uri, model_version)
     staging = outputs.Staging(output_uri, fmt).create()
     settings = worker.Settings(model_dir=model_uri, model_version=model_version, carried=tuple(carried),
                                na_values=na, output_format=fmt, staging_uri=staging.uri, chunk_rows=chunk_rows,
@@ -245,21 +243,6 @@ def _carried(plan: sources.Plan, info: artifacts.ModelInfo, id_columns: List[str
 
 # ---- running -------------------------------------------------------------------------------------
 
-def _scores_in_process(engine: str, beam_args: Sequence[str]) -> bool:
-    """True when the engine scores in this process: local, or Beam's DirectRunner with threads (the default).
-
-    Read from the arguments alone, so that Beam is not imported to tell.
-    """
-    if engine == LOCAL:
-        return True
-    if engine != BEAM:
-        return False
-    text = " ".join(beam_args or ()).replace("=", " ").split()
-    options = {text[i].lstrip("-"): text[i + 1] for i in range(len(text) - 1) if text[i].startswith("--")}
-    return (options.get("runner", "DirectRunner").endswith("DirectRunner")
-            and options.get("direct_running_mode", "multi_threading") != "multi_processing")
-
-
 def _run_engine(engine: str, tasks: Sequence[sources.Task], settings: worker.Settings,
                 beam_args: Sequence[str], spark_master: str) -> None:
     if not tasks:
@@ -269,7 +252,8 @@ def _run_engine(engine: str, tasks: Sequence[sources.Task], settings: worker.Set
             for task in tasks:
                 worker.run_task(task, settings)
         elif engine == BEAM:
-            from prodml.components.batch_predict import beam_job
+            with heavy_imports.frozen_imports():
+                from prodml.components.batch_predict import beam_job
 
             beam_job.run(tasks, settings, beam_args)
         else:

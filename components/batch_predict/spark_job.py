@@ -32,11 +32,10 @@ import os
 import sys
 from typing import Iterable, Iterator, List, Optional, Sequence
 
-from prodml.components.batch_predict import core, sources, worker
+from prodml.components.batch_predict import core, sources, spark_jvm, worker
 
 ERROR_COLUMN = "error"
-# The driver JVM's options in local mode (see session()): the quick compiler only, a simple collector.
-LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+DAEMON_MODULE = "prodml.components.batch_predict.spark_daemon"
 
 
 def predict_frames(model_dir: str, id_columns: Sequence[str] = (), version: Optional[int] = None,
@@ -108,6 +107,11 @@ def session(master: str = ""):
 
     Python workers run this interpreter (``PYSPARK_PYTHON``, unless set), so they import prodml.
     """
+    return _session(master)
+
+
+def _session(master: str, make_archive: bool = False):
+    """:func:`session`; ``make_archive``: a local JVM may write the class archive (see :mod:`spark_jvm`)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -118,11 +122,11 @@ def session(master: str = ""):
     if master:
         builder = builder.master(master)
     if master.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
-        # The JVM of a local job only hands task descriptions to Python workers: it needs no
-        # optimising JIT compiler, whose start-up work competes with the workers' for the cores.
-        builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
+        options, _ = spark_jvm.driver_options(make_archive)
+        builder = builder.config("spark.driver.extraJavaOptions", options)
     # No web UI: a batch job has no one watching it, and it costs seconds of start-up.
     spark = (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+             .config("spark.python.daemon.module", DAEMON_MODULE)
              .config("spark.ui.enabled", "false")
              .config("spark.ui.showConsoleProgress", "false").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
@@ -133,12 +137,39 @@ def run(tasks: Sequence[sources.Task], settings: worker.Settings, master: str = 
     """Runs every task on Spark (``master``, or the one spark-submit set) and waits for the end.
 
     The task descriptions go out as a plain RDD, one partition per core: a DataFrame would add
-    an Arrow round trip and seconds of start-up for a handful of small records.
+    an Arrow round trip and seconds of start-up for a handful of small records. With a local
+    master and no Spark session yet, a warm daemon imports TensorFlow while the JVM starts
+    (:mod:`spark_daemon`).
     """
-    spark = session(master)
-    payload = [json.dumps(_task_dict(t)) for t in tasks]
-    parallelism = max(1, min(len(tasks), spark.sparkContext.defaultParallelism))
-    spark.sparkContext.parallelize(payload, parallelism).mapPartitions(_run_tasks(settings)).collect()
+    from prodml.components.batch_predict import spark_daemon
+
+    starts_local = _starts_local_session(master)
+    warm = spark_daemon.WarmDaemon() if starts_local else None
+    try:
+        spark = _session(master, make_archive=starts_local)
+        context = spark.sparkContext
+        if warm:
+            # Sent with the job's Python function: the daemon Spark starts for it finds the warm one.
+            context.environment[spark_daemon.WARM_ENV] = warm.socket_path
+        payload = [json.dumps(_task_dict(t)) for t in tasks]
+        parallelism = max(1, min(len(tasks), context.defaultParallelism))
+        context.parallelize(payload, parallelism).mapPartitions(_run_tasks(settings)).collect()
+    finally:
+        if warm:
+            from pyspark import SparkContext
+
+            if SparkContext._active_spark_context is not None:
+                SparkContext._active_spark_context.environment.pop(spark_daemon.WARM_ENV, None)
+            warm.stop()
+
+
+def _starts_local_session(master: str) -> bool:
+    """True when :func:`session` will start a local Spark (outside spark-submit, no session running yet)."""
+    if "PYSPARK_GATEWAY_PORT" in os.environ or not (master or "local").startswith("local"):
+        return False
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context is None
 
 
 def _task_dict(task: sources.Task) -> dict:

@@ -47,25 +47,6 @@ def load_model(model_dir: str, version: Optional[int]) -> core.Model:
         return _MODELS[key]
 
 
-def preload_model(model_dir: str, version: Optional[int]) -> threading.Thread:
-    """Starts :func:`load_model` in a background thread and returns the thread.
-
-    For engines that score in this process (the local runner, Beam's multi-threaded
-    DirectRunner): TensorFlow's import and the model load then overlap with the engine's own
-    start-up, and the engine's first :func:`load_model` waits for this one instead of starting
-    another. A failure is left to that call, which raises it with its one-paragraph message.
-    """
-    def load() -> None:
-        try:
-            load_model(model_dir, version)
-        except Exception:  # noqa: BLE001 - reported by the engine's own load_model call
-            pass
-
-    thread = threading.Thread(target=load, name="prodml-model-preload")
-    thread.start()
-    return thread
-
-
 def schema_for(model: core.Model, carried) -> object:
     columns = core.output_columns(model.label, carried)
     predicted = core.prediction_columns(model.label)

@@ -419,17 +419,6 @@ def test_csv_tasks_cover_every_row_once_across_read_blocks(tmp_path, monkeypatch
     assert [int(n) for c in chunks for n in c.lines] == starts
 
 
-def test_only_engines_scoring_in_this_process_preload_the_model():
-    from prodml.components.batch_predict.executor import _scores_in_process
-
-    assert _scores_in_process("local", [])
-    assert _scores_in_process("beam", [])
-    assert _scores_in_process("beam", ["--direct_num_workers=2", "--direct_running_mode", "in_memory"])
-    assert not _scores_in_process("beam", ["--direct_running_mode=multi_processing"])
-    assert not _scores_in_process("beam", ["--runner=DataflowRunner", "--project=p"])
-    assert not _scores_in_process("spark", [])
-
-
 def test_header_names_are_sanitised_as_ingest_does():
     from prodml.components.ingest import columns
 
