@@ -3,7 +3,7 @@
 A local Spark job first starts its JVM (two seconds or more), then PySpark's daemon, which forks
 a Python worker per core; each worker then imported TensorFlow and prodml (seconds of CPU each)
 before scoring a row. For a local master, :func:`spark_job.run` starts a *warm daemon* before the
-JVM (:class:`WarmDaemon`, ``python -m <this module> --warm FD JOB_PID``): it imports TensorFlow,
+JVM (:class:`WarmDaemon`, ``python -m <this module> --warm FD JOB_PID SOCKET``): it imports TensorFlow,
 PySpark's worker and prodml's scoring code while the JVM starts, then waits on a Unix socket.
 
 Spark runs this module as its daemon (``spark.python.daemon.module``). Run by Spark, it connects
@@ -43,7 +43,7 @@ class WarmDaemon:
             server.bind(self.socket_path)
             server.listen(1)
             self._process = subprocess.Popen(
-                [sys.executable, "-m", __name__, "--warm", str(server.fileno()), str(os.getpid())],
+                [sys.executable, "-m", __name__, "--warm", str(server.fileno()), str(os.getpid()), self.socket_path],
                 pass_fds=[server.fileno()], stdin=subprocess.DEVNULL)
 
     def stop(self) -> None:
@@ -54,13 +54,22 @@ class WarmDaemon:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        for name in os.listdir(self._folder):
-            os.remove(os.path.join(self._folder, name))
-        os.rmdir(self._folder)
+        _remove_socket(self.socket_path)
 
 
-def _serve_warm(server_fd: int, job_pid: int) -> None:
-    """The warm daemon: imports, waits for Spark's daemon process, then runs PySpark's daemon loop."""
+def _remove_socket(path: str) -> None:
+    for remove in (lambda: os.remove(path), lambda: os.rmdir(os.path.dirname(path))):
+        try:
+            remove()
+        except FileNotFoundError:
+            pass
+
+
+def _serve_warm(server_fd: int, job_pid: int, socket_path: str) -> None:
+    """The warm daemon: imports, waits for Spark's daemon process, then runs PySpark's daemon loop.
+
+    It removes the socket once it is connected or its job has gone, so a killed job leaves nothing.
+    """
     server = socket.socket(fileno=server_fd)
     from prodml.components.common.heavy_imports import import_tensorflow
 
@@ -76,8 +85,10 @@ def _serve_warm(server_fd: int, job_pid: int) -> None:
             break
         except TimeoutError:
             if os.getppid() != job_pid:  # the job that started it is gone
+                _remove_socket(socket_path)
                 return
     server.close()
+    _remove_socket(socket_path)
     conn.settimeout(None)
     message, fds, _, _ = socket.recv_fds(conn, 1 << 16, len(_STREAMS))
     length = int.from_bytes(message[:_LENGTH_BYTES], "big")
@@ -120,8 +131,8 @@ def _hand_over(socket_path: str) -> Optional[int]:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--warm":
-        _serve_warm(int(sys.argv[2]), int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--warm":
+        _serve_warm(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
         return
     warm = os.environ.get(WARM_ENV)
     if warm and _hand_over(warm):

@@ -77,10 +77,12 @@ def test_a_warm_daemon_whose_job_was_killed_ends():
             "w = spark_daemon.WarmDaemon(); print(w._process.pid, flush=True); time.sleep(600)")
     job = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     warm_pid = int(job.stdout.readline())
+    folder = os.path.dirname(psutil.Process(warm_pid).cmdline()[-1])
     job.send_signal(signal.SIGKILL)
     job.wait()
     _wait(lambda: not psutil.pid_exists(warm_pid) or psutil.Process(warm_pid).status() == psutil.STATUS_ZOMBIE,
           60, "the orphaned warm daemon to end")
+    assert not os.path.exists(folder), "it removes its socket"
 
 
 # ---- the class archive ---------------------------------------------------------------------------
