@@ -74,10 +74,10 @@ def test_without_a_warm_daemon_it_is_pysparks_daemon(tmp_path):
 @pytest.mark.slow  # the warm daemon imports TensorFlow before it watches its parent
 def test_a_warm_daemon_whose_job_was_killed_ends():
     code = ("import sys, time; from prodml.components.batch_predict import spark_daemon; "
-            "w = spark_daemon.WarmDaemon(); print(w._process.pid, flush=True); time.sleep(600)")
+            "w = spark_daemon.WarmDaemon(); print(w._process.pid, w.socket_path, flush=True); time.sleep(600)")
     job = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    warm_pid = int(job.stdout.readline())
-    folder = os.path.dirname(psutil.Process(warm_pid).cmdline()[-1])
+    pid, path = job.stdout.readline().split()
+    warm_pid, folder = int(pid), os.path.dirname(path)
     job.send_signal(signal.SIGKILL)
     job.wait()
     _wait(lambda: not psutil.pid_exists(warm_pid) or psutil.Process(warm_pid).status() == psutil.STATUS_ZOMBIE,
