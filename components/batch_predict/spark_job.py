@@ -122,8 +122,7 @@ def _session(master: str, make_archive: bool = False):
     if master:
         builder = builder.master(master)
     if master.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
-        options, _ = spark_jvm.driver_options(make_archive)
-        builder = builder.config("spark.driver.extraJavaOptions", options)
+        builder = builder.config("spark.driver.extraJavaOptions", spark_jvm.driver_options(make_archive))
     # No web UI: a batch job has no one watching it, and it costs seconds of start-up.
     spark = (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
              .config("spark.python.daemon.module", DAEMON_MODULE)

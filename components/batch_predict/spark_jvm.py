@@ -17,7 +17,7 @@ JVM logging is off, so nothing is printed on the job's output either way.
 import hashlib
 import os
 import shutil
-from typing import Optional, Tuple
+from typing import Optional
 
 FAST_START = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 QUIET = "-Xshare:auto -Xlog:disable -Xlog:all=off"
@@ -44,28 +44,29 @@ def archive_path() -> Optional[str]:
     return os.path.join(folder, f"spark-{pyspark.__version__}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.jsa")
 
 
-def driver_options(make_archive: bool = False) -> Tuple[str, Optional[str]]:
-    """The driver JVM's options, and the file it writes an archive to when it exits (or None).
+def driver_options(make_archive: bool = False) -> str:
+    """The driver JVM's options.
 
-    ``make_archive``: when there is no archive yet, this JVM writes one (a job that runs to
-    the end and exits, not a session kept for other work: the archive would miss its classes).
+    ``make_archive``: when there is no archive yet, this JVM writes one when it exits (for a job
+    that runs to the end and exits, not a session kept for other work: the archive would miss its
+    classes).
     """
+    plain = f"{FAST_START} {QUIET}"
     archive = archive_path()
     if archive is None:
-        return f"{FAST_START} {QUIET}", None
+        return plain
     folder = os.path.dirname(archive)
     if make_archive:
         try:
             os.makedirs(folder, exist_ok=True)
             _promote_finished(folder)
         except OSError:
-            return f"{FAST_START} {QUIET}", None
+            return plain
     if os.path.exists(archive):
-        return f"{FAST_START} -XX:SharedArchiveFile={archive} -XX:+VerifySharedSpaces {QUIET}", None
+        return f"{FAST_START} -XX:SharedArchiveFile={archive} -XX:+VerifySharedSpaces {QUIET}"
     if not make_archive or any(_PENDING in name for name in os.listdir(folder)):
-        return f"{FAST_START} {QUIET}", None  # or another job's JVM has written one, not yet published
-    pending = f"{archive}{_PENDING}{os.getpid()}"
-    return f"{FAST_START} -XX:ArchiveClassesAtExit={pending} {QUIET}", pending
+        return plain  # or another job's JVM has written one, not yet published
+    return f"{FAST_START} -XX:ArchiveClassesAtExit={archive}{_PENDING}{os.getpid()} {QUIET}"
 
 
 def _promote_finished(folder: str) -> None:
